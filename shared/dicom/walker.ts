@@ -41,6 +41,8 @@ export interface WalkerOptions {
 export interface WalkResult {
   /** Raw bytes of each collected top-level value. */
   values: Map<number, Buffer>;
+  /** Collected tags that arrived with VR UN in an explicit VR dataset. */
+  unknownVr: number[];
   pixelDataOffset?: number;
   length: number;
 }
@@ -53,12 +55,15 @@ export class DatasetWalker {
   private readonly explicitVr: boolean;
   private readonly collect: ReadonlySet<number>;
   private readonly values = new Map<number, Buffer>();
+  private readonly unknownVr: number[] = [];
   private readonly stack: Frame[] = [];
   private carry: Buffer | null = null;
   /** Absolute offset of the next unread byte. */
   private pos = 0;
   private skip = 0;
   private skipping = 0; // tag being skipped, for error messages
+  /** Set once zero padding after the last element starts (some writers pad files to a block size). */
+  private padding = false;
   private pixelDataOffset: number | undefined;
 
   constructor(opts: WalkerOptions) {
@@ -75,6 +80,12 @@ export class DatasetWalker {
       this.carry = null;
     }
     while (off < buf.length) {
+      if (this.padding) {
+        const nonZero = buf.subarray(off).findIndex((b) => b !== 0);
+        if (nonZero >= 0) throw new DicomStructureError('data after trailing zero padding', this.pos + nonZero);
+        this.pos += buf.length - off;
+        return;
+      }
       if (this.skip > 0) {
         const n = Math.min(this.skip, buf.length - off);
         this.skip -= n;
@@ -84,6 +95,7 @@ export class DatasetWalker {
       }
       this.closeDefinedFrames();
       const used = this.element(buf, off);
+      if (used < 0) continue; // switched to padding mode
       if (used === 0) {
         this.carry = Buffer.from(buf.subarray(off));
         return;
@@ -104,7 +116,7 @@ export class DatasetWalker {
     if (open) {
       throw new DicomStructureError(`truncated: ${open.kind === 'item' ? 'item' : 'sequence'} in ${tagString(open.tag)} is not closed`, this.pos);
     }
-    return { values: this.values, pixelDataOffset: this.pixelDataOffset, length: this.pos };
+    return { values: this.values, unknownVr: this.unknownVr, pixelDataOffset: this.pixelDataOffset, length: this.pos };
   }
 
   private closeDefinedFrames(): void {
@@ -123,13 +135,20 @@ export class DatasetWalker {
     return this.le ? buf.readUInt32LE(at) : buf.readUInt32BE(at);
   }
 
-  /** Reads one element header (and a collected value) at `off`; returns bytes consumed, 0 if more input is needed. */
+  /**
+   * Reads one element header (and a collected value) at `off`; returns bytes consumed, 0 if more
+   * input is needed, -1 when the rest of the dataset is zero padding.
+   */
   private element(buf: Buffer, off: number): number {
     const avail = buf.length - off;
     if (avail < 8) return 0;
     const start = this.pos;
     const tag = ((this.u16(buf, off) << 16) | this.u16(buf, off + 2)) >>> 0;
     const top = this.stack[this.stack.length - 1];
+    if (!top && tag === 0 && buf.readUInt32LE(off + 4) === 0) {
+      this.padding = true;
+      return -1;
+    }
 
     if (tag >>> 16 === 0xfffe) {
       const length = this.u32(buf, off + 4);
@@ -165,8 +184,14 @@ export class DatasetWalker {
       header = 8;
     }
 
+    const group = tag >>> 16;
+    // PS3.5 7.1: these groups shall not be used; a dataset with them was not made by a conforming writer.
+    if (group === 0x0001 || group === 0x0003 || group === 0x0005 || group === 0x0007 || group === 0xffff) {
+      throw new DicomStructureError(`element ${tagString(tag)} is in a group the standard forbids`, start);
+    }
     const depth = this.stack.length;
     if (depth === 0 && tag === PIXEL_DATA) this.pixelDataOffset = start;
+    if (depth === 0 && vr === 'UN' && this.collect.has(tag)) this.unknownVr.push(tag);
 
     if (length === UNDEFINED) {
       this.pos += header;

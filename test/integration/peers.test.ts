@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { daikonSeries, ensureData } from '../helpers/data.ts';
-import { datasetBytes, echoscu, run, startStorescp, storescu, type Storescp } from '../helpers/dcmtk.ts';
+import { datasetBytes, echoscu, run, storescu } from '../helpers/dcmtk.ts';
+import { startStorescp, type StorescpInstance } from '../helpers/storescp.ts';
 
 // The PixelData value (explicit VR LE, OW with a 4-byte length): the last such tag in the dataset.
 function pixelData(dataset: Buffer): Buffer {
@@ -14,20 +15,19 @@ function pixelData(dataset: Buffer): Buffer {
 }
 
 describe('dcmtk peers', () => {
-  let dir: string; // storescp's output, nothing else
+  let scp: StorescpInstance;
   let work: string;
-  let scp: Storescp;
 
   beforeAll(async () => {
     ensureData();
-    dir = await mkdtemp(join(tmpdir(), 'mbox-peers-scp-'));
-    work = await mkdtemp(join(tmpdir(), 'mbox-peers-work-'));
-    scp = await startStorescp({ outDir: dir, aeTitle: 'PEER-SCP' });
+    // +xa (every syntax storescp knows) comes with the helper; -uf names files by SOP Instance UID.
+    scp = await startStorescp({ aet: 'PEER-SCP', extraArgs: ['-uf'] });
+    work = await mkdtemp(join(tmpdir(), 'mbox-peers-'));
   });
 
   afterAll(async () => {
-    await scp?.stop();
-    for (const d of [dir, work]) if (d) await rm(d, { recursive: true, force: true });
+    await scp?.stop(); // kills storescp and removes what it received
+    if (work) await rm(work, { recursive: true, force: true });
   });
 
   it('answers C-ECHO', async () => {
@@ -46,13 +46,13 @@ describe('dcmtk peers', () => {
     );
     expect(res.code, res.stderr.slice(-2000)).toBe(0);
 
-    const received = await readdir(dir);
+    const received = await readdir(scp.dir);
     expect(received).toHaveLength(20);
     for (const f of series) {
       // -uf names each file <modality>.<SOP Instance UID>.
       const name = received.find((n) => n.endsWith(`.${f.sopInstance}`));
       expect(name, f.path).toBeDefined();
-      const got = datasetBytes(join(dir, name ?? ''));
+      const got = datasetBytes(join(scp.dir, name ?? ''));
       const sent = datasetBytes(f.file);
       // dcmtk senders re-encode what they parsed: blank LO/PN values (all spaces) go out empty,
       // and brain_001.dcm's ~2.4 MB of zeros after PixelData become one bogus (0000,0000) UL 0.

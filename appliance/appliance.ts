@@ -37,7 +37,8 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
   const dimse = new DimseServer(config, ctx);
   const dicomPort = await dimse.listen();
   const watchers = config.watchDirs.map(
-    (dir) => new FolderWatcher({ dir: resolve(dir), settleMs: config.watchSettleMs, intervalMs: config.watchIntervalMs }, ctx),
+    (dir) =>
+      new FolderWatcher({ dir: resolve(dir), settleMs: config.watchSettleMs, intervalMs: config.watchIntervalMs, giveUpMs: config.watchGiveUpMs }, ctx),
   );
   for (const w of watchers) await w.start();
 

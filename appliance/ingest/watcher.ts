@@ -19,6 +19,8 @@ export interface WatcherOptions {
   dir: string;
   settleMs: number;
   intervalMs: number;
+  /** How long a file that looks cut off is waited for before it counts as broken. */
+  giveUpMs: number;
 }
 
 interface Seen {
@@ -116,7 +118,16 @@ export class FolderWatcher {
       prefix: head.subarray(0, meta.datasetOffset),
     });
     try {
+      const modified = (await stat(path)).mtimeMs;
       await pipeline(createReadStream(path, { start: meta.datasetOffset, highWaterMark: 1024 * 1024 }), writer);
+      // A writer that stalls longer than the settle time leaves a file that looks truncated: wait
+      // for it to grow rather than quarantine half an image.
+      if (writer.result.problem?.startsWith('truncated') && Date.now() - modified < this.opts.giveUpMs) {
+        await unlink(writer.result.tempPath);
+        this.retryLater(path, this.opts.settleMs);
+        log.info({ problem: writer.result.problem }, 'watched file looks incomplete; waiting for the writer');
+        return;
+      }
       // The dataset, not the meta wrapper, says what the object is (tools that edit datasets often
       // leave a stale MediaStorageSOPInstanceUID behind), so there is no claim to check here.
       const verdict = await storeWritten(this.ctx, writer.result, source);
@@ -135,9 +146,9 @@ export class FolderWatcher {
     }
   }
 
-  private retryLater(path: string): void {
+  private retryLater(path: string, afterMs = 30_000): void {
     this.failed.add(path);
-    setTimeout(() => this.failed.delete(path), 30_000).unref();
+    setTimeout(() => this.failed.delete(path), afterMs).unref();
   }
 
   private async removeOriginal(path: string): Promise<void> {

@@ -24,6 +24,11 @@ export const ApplianceConfigSchema = Type.Object(
     watchDirs: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'export folders to ingest from' }),
     watchSettleMs: Type.Integer({ minimum: 0, default: 2000, description: 'a file must keep its size this long' }),
     watchIntervalMs: Type.Integer({ minimum: 50, default: 1000 }),
+    watchGiveUpMs: Type.Integer({
+      minimum: 0,
+      default: 120000,
+      description: 'a file that still looks cut off after this long without change is quarantined, not waited for',
+    }),
     quietTimeMs: Type.Integer({ minimum: 0, default: 10000, description: 'a study is complete after this long without new instances' }),
     diskHighWaterPercent: Type.Number({ minimum: 1, maximum: 100, default: 90 }),
     diskMinFreeBytes: Type.Integer({ minimum: 0, default: 1073741824 }),

@@ -109,13 +109,18 @@ export class BoxScp extends Scp {
     // dcmjs-dimse ignores write()'s back-pressure after the first chunk: pause the socket
     // ourselves so a slow disk never lets a large object pile up in memory.
     const write = writer.write.bind(writer);
+    const resume = () => this.sock.resume();
     writer.write = ((chunk: Buffer) => {
       if (!write(chunk)) {
         this.sock.pause();
-        writer.once('drain', () => this.sock.resume());
+        writer.once('drain', resume);
       }
       return true;
     }) as typeof writer.write;
+    // The last chunks may fill the buffer right before end(): then 'drain' never comes, but the
+    // release request behind them must still be read.
+    writer.once('finish', resume);
+    writer.once('close', resume);
     writer.on('error', (err) => this.ctx.log.error({ err, tempPath: writer.tempPath }, 'writing object failed'));
     this.pending = { writer };
     return writer;

@@ -1,6 +1,6 @@
 // Streams one incoming object to a temp file: hashes the dataset bytes, walks their structure and
-// collects the indexed header on the way, then fsyncs. Memory stays bounded by the stream's
-// high-water mark whatever the object's size.
+// collects the indexed header on the way. Memory stays bounded by the stream's high-water mark
+// whatever the object's size.
 import { createHash, type Hash } from 'node:crypto';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
@@ -145,8 +145,8 @@ export class ObjectWriter extends Writable {
         this.problem = (err as Error).message;
       }
     }
-    // Durable before anyone may acknowledge it.
-    await this.file!.sync();
+    // Not fsynced here: the store syncs it once it knows the content is new (a re-sent duplicate
+    // costs no fsync at all).
     await this.file!.close();
     this.file = undefined;
     this.resultValue = {

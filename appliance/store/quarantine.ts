@@ -32,6 +32,7 @@ export class Quarantine {
     const target = join(this.dir, `${id}.dcm`);
     try {
       await rename(path, target);
+      await fsync(target);
     } catch {
       // Across file systems (a watched share): copy durably, then remove the source.
       await copyFile(path, target);

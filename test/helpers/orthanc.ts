@@ -85,7 +85,7 @@ export async function startOrthanc(opts: OrthancOptions = {}): Promise<OrthancIn
   const started = performance.now();
   // Orthanc is launched directly, never through /etc/init.d/orthanc, so the package's system
   // instance (port 4242/8042, /var/lib/orthanc) is neither needed nor touched.
-  const peer = spawnPeer(ORTHANC_BIN, [...(opts.verbose ? ['--verbose'] : []), configPath], { cwd: dir });
+  const peer = spawnPeer(ORTHANC_BIN, [...(opts.verbose ? ['--verbose'] : []), configPath], { cwd: dir, scratchDir: dir });
   const getJson = async <T>(path: string): Promise<T> => {
     const res = await fetch(url + path, { signal: AbortSignal.timeout(10_000) });
     if (!res.ok) throw new Error(`Orthanc GET ${path}: HTTP ${res.status} ${await res.text()}`);

@@ -1,6 +1,7 @@
 // Loopback port helpers plus the child-process lifecycle shared by the peer helpers (Orthanc,
 // storescp) and the benchmark targets: they all need "spawn, notice an early death, stop for sure".
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -66,8 +67,9 @@ export interface PeerProcess {
 }
 
 // Peers live in their own process group (storescp --fork children included); if this Node process
-// exits without stopping them (crash, process.exit), this hook still takes them down.
-const live = new Set<ChildProcess>();
+// exits without stopping them (crash, process.exit, Ctrl-C), the exit hook still takes them down
+// and removes their scratch dirs.
+const live = new Map<ChildProcess, string | undefined>();
 let hooked = false;
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined) return;
@@ -87,6 +89,8 @@ export interface SpawnPeerOptions {
   env?: NodeJS.ProcessEnv;
   /** Lines of output kept for outputTail(). */
   keepLines?: number;
+  /** Scratch dir removed by the exit hook if this process is still running when Node exits. */
+  scratchDir?: string;
 }
 
 /**
@@ -97,8 +101,16 @@ export function spawnPeer(cmd: string, args: readonly string[], opts: SpawnPeerO
   if (!hooked) {
     hooked = true;
     process.once('exit', () => {
-      for (const c of live) killGroup(c, 'SIGKILL');
+      for (const [c, dir] of live) {
+        killGroup(c, 'SIGKILL');
+        if (dir) rmSync(dir, { recursive: true, force: true });
+      }
     });
+    // Detached peers miss the terminal's Ctrl-C, and a signal death skips 'exit' hooks: turn an
+    // otherwise unhandled SIGINT/SIGTERM into a normal exit so the hook above still runs.
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      if (process.listenerCount(sig) === 0) process.once(sig, () => process.exit(128 + (sig === 'SIGINT' ? 2 : 15)));
+    }
   }
   const child = spawn(cmd, args, {
     cwd: opts.cwd,
@@ -106,7 +118,7 @@ export function spawnPeer(cmd: string, args: readonly string[], opts: SpawnPeerO
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
-  live.add(child);
+  live.set(child, opts.scratchDir);
   const keep = opts.keepLines ?? 40;
   let lines: string[] = [];
   // Per stream, the unfinished last line waits for its end so messages are not cut in two.

@@ -24,7 +24,7 @@ export interface StorescpOptions {
 export interface StorescpInstance {
   port: number;
   aet: string;
-  /** Where received files land (flat, named <modality>.<SOPInstanceUID>). */
+  /** Where received files land, flat; names per storescp's options (default <modality>.<SOPInstanceUID>). */
   dir: string;
   /** The exact argv used, for reports. */
   args: readonly string[];
@@ -47,7 +47,7 @@ export async function startStorescp(opts: StorescpOptions = {}): Promise<Storesc
     ...(opts.extraArgs ?? []),
     String(port),
   ];
-  const peer = spawnPeer(STORESCP_BIN, args);
+  const peer = spawnPeer(STORESCP_BIN, args, { scratchDir: base });
   const cleanup = async (): Promise<void> => {
     await peer.stop(5_000);
     await rm(base, { recursive: true, force: true });
@@ -63,7 +63,7 @@ export async function startStorescp(opts: StorescpOptions = {}): Promise<Storesc
     aet,
     dir,
     args: [STORESCP_BIN, ...args],
-    // storescp writes to the final name directly; partial files only exist mid-association.
+    // Exact once the sender has exited: storescp answers each C-STORE only after writing the file.
     fileCount: async () => (await readdir(dir)).length,
     stop: cleanup,
   };

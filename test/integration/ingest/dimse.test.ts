@@ -1,6 +1,7 @@
 // The DICOM receiver against real dcmtk peers and real data.
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InstanceRecord, StudyRecord } from '../../../shared/types/store.ts';
@@ -137,6 +138,43 @@ describe('DICOM receiver with dcmtk', () => {
     const metrics = (await box.get<string>('/metrics')).body;
     expect(metrics).toMatch(/mbox_ingest_objects_total\{via="dimse",outcome="stored"\} \d+/);
     expect(metrics).toMatch(/mbox_dicom_associations_total\{result="rejected"\} [1-9]/);
+  });
+});
+
+describe('many senders at once', () => {
+  it('takes concurrent associations from several modalities without losing one', async () => {
+    const files = heudiconvSplit();
+    const parts = [0, 1, 2, 3, 4, 5].map((i) => files.filter((_, n) => n % 6 === i));
+    const fresh = await startBox();
+    try {
+      const results = await Promise.all(
+        parts.map((part, i) =>
+          storescu(part.map(abs), { port: fresh.dicomPort, host: '127.0.0.1', calledAe: 'MBOX', callingAe: `MOD${i}`, propose: part[0]!.transferSyntax ?? undefined, requiredOnly: true }),
+        ),
+      );
+      for (const r of results) expect(r.code, r.stderr.slice(-500)).toBe(0);
+      const queue = (await fresh.get<{ byState: Record<string, number> }>('/api/queue')).body;
+      expect(queue.byState.received).toBe(243);
+    } finally {
+      await fresh.stop();
+    }
+  });
+
+  it('refuses associations beyond the configured limit, with the reason', async () => {
+    const limited = await startBox(['--max-associations', '1']);
+    const idle = connect(limited.dicomPort, '127.0.0.1');
+    try {
+      await new Promise((resolve) => idle.once('connect', resolve));
+      const r = await echoscu({ port: limited.dicomPort, host: '127.0.0.1', calledAe: 'MBOX' });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/Local Limit Exceeded/i);
+      idle.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect((await echoscu({ port: limited.dicomPort, host: '127.0.0.1', calledAe: 'MBOX' })).code).toBe(0);
+    } finally {
+      idle.destroy();
+      await limited.stop();
+    }
   });
 });
 

@@ -10,6 +10,7 @@ import { FolderWatcher } from './ingest/watcher.ts';
 import { createMetrics } from './metrics.ts';
 import { DiskGuard } from './store/disk-guard.ts';
 import { Quarantine } from './store/quarantine.ts';
+import { recoverOrphans } from './store/recovery.ts';
 import { Store } from './store/store.ts';
 
 export interface RunningAppliance {
@@ -32,6 +33,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
   });
   await disk.start();
   const quarantine = new Quarantine(dataDir);
+  if (!store.cleanStart) await recoverOrphans(store, quarantine, log.child({ component: 'recovery' }));
   const ctx: IngestContext = { config, store, quarantine, disk, metrics, log: log.child({ component: 'ingest' }) };
 
   const dimse = new DimseServer(config, ctx);

@@ -21,7 +21,7 @@ export const HealthBody = Type.Object({
 
 const Source = Type.Union([
   Type.Object({ kind: Type.Literal('dimse'), callingAe: Type.String(), calledAe: Type.String(), remoteAddress: Type.String() }),
-  Type.Object({ kind: Type.Literal('watch'), path: Type.String() }),
+  Type.Object({ kind: Type.Union([Type.Literal('watch'), Type.Literal('recovery')]), path: Type.String() }),
 ]);
 
 const Header = Type.Object(

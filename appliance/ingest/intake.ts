@@ -1,5 +1,6 @@
 // What both ways in (DICOM network and watch folder) do with a written object: check it, hand it
 // to the store or to quarantine, and say which DICOM status that deserves.
+import { closeSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import type { ApplianceConfig } from '../../shared/config/appliance.ts';
 import type { Logger } from '../../shared/log.ts';
@@ -45,11 +46,12 @@ export async function storeWritten(ctx: IngestContext, written: WrittenObject, s
     problem = { status: 0xc000, comment: `dataset SOP instance UID does not match the command's` };
   }
   if (problem) {
+    closeSync(written.fd);
     const quarantined = await refuse(ctx, written.tempPath, problem.comment, source, claim?.sopInstanceUid ?? header?.sopInstanceUid, written.size);
     return { ...problem, ...(quarantined ? { quarantined } : {}) };
   }
   const stopTimer = ctx.metrics.storeSeconds.startTimer();
-  const result = await ctx.store.accept({ header: header!, contentHash: written.contentHash, tempPath: written.tempPath, size: written.size, source });
+  const result = await ctx.store.accept({ header: header!, contentHash: written.contentHash, tempPath: written.tempPath, fd: written.fd, size: written.size, source });
   stopTimer();
   ctx.metrics.objects.inc({ via, outcome: result.outcome });
   ctx.metrics.bytes.inc({ via }, written.size);

@@ -2,7 +2,7 @@
 // inotify, because network shares do not deliver change events; a file is taken once it has
 // stopped changing for the settle time (a file renamed in already has an old mtime). The original
 // is removed only after the store holds it durably, so a crash at any point loses nothing.
-import { createReadStream } from 'node:fs';
+import { closeSync, createReadStream } from 'node:fs';
 import { open, readdir, stat, unlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -123,6 +123,7 @@ export class FolderWatcher {
       // A writer that stalls longer than the settle time leaves a file that looks truncated: wait
       // for it to grow rather than quarantine half an image.
       if (writer.result.problem?.startsWith('truncated') && Date.now() - modified < this.opts.giveUpMs) {
+        closeSync(writer.result.fd);
         await unlink(writer.result.tempPath);
         this.retryLater(path, this.opts.settleMs);
         log.info({ problem: writer.result.problem }, 'watched file looks incomplete; waiting for the writer');

@@ -3,7 +3,9 @@
 // the caller may acknowledge. Later stages move records through their states with `transition`.
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import { link, mkdir, readdir, rm, unlink } from 'node:fs/promises';
+import { closeSync, fdatasync as fdatasyncCb, linkSync, unlinkSync } from 'node:fs';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import type { Logger } from '../../shared/log.ts';
 import type {
@@ -17,10 +19,12 @@ import type {
   StudyRecord,
 } from '../../shared/types/store.ts';
 import { IndexDb, type Counters, type Tx } from './db.ts';
-import { fsyncPath } from './fsync.ts';
+import { DirSync, fsyncPath } from './fsync.ts';
+import { consumeCleanMarker, markCleanStop } from './recovery.ts';
 import { addInstanceToStudy, moveStudyState, QuietClock } from './study.ts';
 
 const HISTORY_LIMIT = 100;
+const fdatasync = promisify(fdatasyncCb);
 const PENDING_STATES: readonly InstanceState[] = ['received', 'filtered', 'registered', 'compressed', 'queued', 'uploaded'];
 
 export interface StoreOptions {
@@ -35,7 +39,7 @@ export class Store extends EventEmitter<StoreEvents> {
   private readonly db: IndexDb;
   private readonly log: Logger;
   private readonly clock: QuietClock;
-  private readonly dirSyncs = new Map<string, { running?: Promise<void>; next?: Promise<void> }>();
+  private readonly dirSync = new DirSync();
 
   private constructor(opts: StoreOptions) {
     super();
@@ -48,6 +52,7 @@ export class Store extends EventEmitter<StoreEvents> {
 
   static async open(opts: StoreOptions): Promise<Store> {
     const store = new Store(opts);
+    store.cleanStart = await consumeCleanMarker(opts.dataDir);
     // All 256 shard directories up front: no mkdir on the receive path.
     for (let i = 0; i < 256; i++) await mkdir(join(opts.dataDir, 'objects', i.toString(16).padStart(2, '0')), { recursive: true });
     await fsyncPath(join(opts.dataDir, 'objects'));
@@ -66,9 +71,13 @@ export class Store extends EventEmitter<StoreEvents> {
     return store;
   }
 
+  /** False when the previous run did not stop cleanly: recovery should run before ingest starts. */
+  cleanStart = true;
+
   async close(): Promise<void> {
     this.clock.stop();
     await this.db.close();
+    await markCleanStop(this.dataDir);
   }
 
   /** A fresh temp file path on the store's file system, so the final rename is atomic. */
@@ -84,19 +93,27 @@ export class Store extends EventEmitter<StoreEvents> {
     const shard = obj.contentHash.slice(0, 2);
     const relPath = join('objects', shard, `${obj.contentHash}.dcm`);
     const finalPath = join(this.dataDir, relPath);
+    // Metadata calls on the receive path are synchronous: each takes microseconds, a thread-pool
+    // round trip ten times that. Only the fsyncs, which wait for the disk, go to the pool.
     try {
       // link, not rename: it refuses to replace a file that is already there, so an acknowledged
       // object is never swapped for bytes that are not yet synced.
-      await link(obj.tempPath, finalPath);
+      linkSync(obj.tempPath, finalPath);
       // One journal commit makes the data and the new name durable; the directory sync after it
       // then finds nothing left to write.
-      await fsyncPath(finalPath);
-      await this.syncDir(join(this.dataDir, 'objects', shard));
+      if (obj.fd !== undefined) await fdatasync(obj.fd);
+      else await fsyncPath(finalPath);
+      await this.dirSync.sync(join(this.dataDir, 'objects', shard));
     } catch (err) {
       // Same content already stored (and synced before it was acknowledged): nothing to write.
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     } finally {
-      await unlink(obj.tempPath).catch(() => undefined);
+      if (obj.fd !== undefined) closeSync(obj.fd);
+      try {
+        unlinkSync(obj.tempPath);
+      } catch {
+        // already gone
+      }
     }
     const now = new Date().toISOString();
     const outcome = await this.db.transact((tx) => this.index(tx, obj, relPath, now));
@@ -105,6 +122,21 @@ export class Store extends EventEmitter<StoreEvents> {
       this.emit('instance-stored', outcome.record);
     }
     return outcome;
+  }
+
+  /** Indexes a file already in objects/ that no record points to (recovery after an unclean stop). */
+  async adopt(relPath: string, found: Pick<IncomingObject, 'header' | 'contentHash' | 'size'>): Promise<AcceptOutcome> {
+    const obj: IncomingObject = { ...found, tempPath: '', source: { kind: 'recovery', path: relPath } };
+    const outcome = await this.db.transact((tx) => this.index(tx, obj, relPath, new Date().toISOString()));
+    if (outcome.outcome !== 'duplicate') this.clock.arm(obj.header.studyInstanceUid);
+    return outcome;
+  }
+
+  /** Content hashes of every record: what recovery compares the object files against. */
+  async contentHashes(): Promise<Set<string>> {
+    const out = new Set<string>();
+    for await (const r of this.db.values('instances')) out.add(r.contentHash);
+    return out;
   }
 
   private async index(tx: Tx, obj: IncomingObject, relPath: string, now: string): Promise<AcceptOutcome> {
@@ -256,32 +288,6 @@ export class Store extends EventEmitter<StoreEvents> {
     } catch (err) {
       this.log.error({ err, studyInstanceUid: uid }, 'could not mark study complete');
     }
-  }
-
-  /**
-   * Concurrent renames into one directory share a directory fsync: a caller arriving while one
-   * runs joins the single follow-up sync (the running one may have started before its rename).
-   */
-  private syncDir(dir: string): Promise<void> {
-    let state = this.dirSyncs.get(dir);
-    if (!state) {
-      state = {};
-      this.dirSyncs.set(dir, state);
-    }
-    const running = state.running;
-    if (running) {
-      const s = state;
-      s.next ??= running.then(() => {
-        s.next = undefined;
-        return this.syncDir(dir);
-      });
-      return s.next;
-    }
-    const s = state;
-    s.running = fsyncPath(dir).finally(() => {
-      s.running = undefined;
-    });
-    return s.running;
   }
 
   /** Temp files left behind, for tests and the disk report. */

@@ -19,7 +19,9 @@ export type InstanceState = (typeof INSTANCE_STATES)[number];
 /** Where an instance came from. */
 export type InstanceSource =
   | { kind: 'dimse'; callingAe: string; calledAe: string; remoteAddress: string }
-  | { kind: 'watch'; path: string };
+  | { kind: 'watch'; path: string }
+  /** Indexed again from its stored file after an unclean stop. */
+  | { kind: 'recovery'; path: string };
 
 export interface HistoryEntry {
   at: string; // ISO 8601
@@ -109,12 +111,14 @@ export interface StudyRecord {
   states: Partial<Record<InstanceState, number>>;
 }
 
-/** What ingest hands to the store once an object's bytes are durable in a temp file. */
+/** What ingest hands to the store once an object's bytes are written to a temp file. */
 export interface IncomingObject {
   header: DicomHeader;
   contentHash: string;
-  /** Absolute path of the fsynced temp file, a complete Part 10 file. */
+  /** Absolute path of the temp file, a complete Part 10 file (written, not yet synced). */
   tempPath: string;
+  /** An open descriptor of the temp file: the store syncs through it and closes it. */
+  fd?: number;
   size: number;
   source: InstanceSource;
 }

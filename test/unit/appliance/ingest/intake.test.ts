@@ -1,4 +1,5 @@
-import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, openSync, writeFileSync, existsSync } from 'node:fs';
+import type { WrittenObject } from '../../../../appliance/store/object-writer.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -31,16 +32,17 @@ const header: DicomHeader = {
 };
 const source = { kind: 'dimse' as const, callingAe: 'CT1', calledAe: 'MBOX', remoteAddress: '127.0.0.1' };
 
-function written(ctx: IngestContext, h?: DicomHeader, problem?: string) {
+async function written(ctx: IngestContext, h?: DicomHeader, problem?: string): Promise<WrittenObject> {
   const tempPath = ctx.store.newTempPath();
   writeFileSync(tempPath, 'dataset');
-  return { tempPath, contentHash: 'ab'.repeat(32), size: 7, ...(h ? { header: h } : {}), ...(problem ? { problem } : {}) };
+  const fd = openSync(tempPath, 'r+');
+  return { tempPath, fd, contentHash: 'ab'.repeat(32), size: 7, ...(h ? { header: h } : {}), ...(problem ? { problem } : {}) };
 }
 
 describe('storeWritten', () => {
   it('answers 0xA900 when the dataset is not of the SOP class the command announced, and quarantines it', async () => {
     const ctx = await context();
-    const w = written(ctx, header);
+    const w = await written(ctx, header);
     const v = await storeWritten(ctx, w, source, { sopClassUid: '1.2.840.10008.5.1.4.1.1.4', sopInstanceUid: '1.2.3.4' });
     expect(v.status).toBe(0xa900);
     expect(v.comment).toMatch(/does not match/);
@@ -52,15 +54,15 @@ describe('storeWritten', () => {
 
   it('answers 0xC000 for an unreadable dataset and for a UID that differs from the command', async () => {
     const ctx = await context();
-    expect((await storeWritten(ctx, written(ctx, undefined, 'truncated: x'), source)).status).toBe(0xc000);
-    const other = await storeWritten(ctx, written(ctx, header), source, { sopClassUid: header.sopClassUid, sopInstanceUid: '9.9' });
+    expect((await storeWritten(ctx, await written(ctx, undefined, 'truncated: x'), source)).status).toBe(0xc000);
+    const other = await storeWritten(ctx, await written(ctx, header), source, { sopClassUid: header.sopClassUid, sopInstanceUid: '9.9' });
     expect(other).toMatchObject({ status: 0xc000, comment: expect.stringMatching(/instance UID/) });
     expect(await ctx.quarantine.list()).toHaveLength(2);
   });
 
   it('answers success once stored', async () => {
     const ctx = await context();
-    const v = await storeWritten(ctx, written(ctx, header), source, { sopClassUid: header.sopClassUid, sopInstanceUid: header.sopInstanceUid });
+    const v = await storeWritten(ctx, await written(ctx, header), source, { sopClassUid: header.sopClassUid, sopInstanceUid: header.sopInstanceUid });
     expect(v).toEqual({ status: 0, outcome: 'stored' });
     expect((await ctx.store.get('1.2.3.4'))?.state).toBe('received');
   });

@@ -101,11 +101,20 @@ export class BoxScp extends Scp {
       this.pending = { writer: new NullSink(), refusal: { status: 0xa700, comment: `out of resources: ${this.ctx.disk.current.reason}` } };
       return this.pending.writer;
     }
-    const writer = new ObjectWriter({
-      tempPath: this.ctx.store.newTempPath(),
-      transferSyntaxUid: ts,
-      prefix: buildFileMeta(request.getAffectedSopClassUid(), request.getAffectedSopInstanceUid(), ts),
-    });
+    let writer: ObjectWriter;
+    try {
+      writer = new ObjectWriter({
+        tempPath: this.ctx.store.newTempPath(),
+        transferSyntaxUid: ts,
+        prefix: buildFileMeta(request.getAffectedSopClassUid(), request.getAffectedSopInstanceUid(), ts),
+      });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      this.ctx.log.error({ err: e }, 'cannot create a temp file for an incoming object');
+      const status = e.code === 'ENOSPC' ? 0xa700 : 0x0110;
+      this.pending = { writer: new NullSink(), refusal: { status, comment: `cannot store: ${e.code ?? e.message}` } };
+      return this.pending.writer;
+    }
     // dcmjs-dimse ignores write()'s back-pressure after the first chunk: pause the socket
     // ourselves so a slow disk never lets a large object pile up in memory.
     const write = writer.write.bind(writer);

@@ -112,12 +112,13 @@ export class FolderWatcher {
       else this.retryLater(path);
       return;
     }
-    const writer = new ObjectWriter({
-      tempPath: this.ctx.store.newTempPath(),
-      transferSyntaxUid: meta.transferSyntaxUid,
-      prefix: head.subarray(0, meta.datasetOffset),
-    });
+    let writer: ObjectWriter | undefined;
     try {
+      writer = new ObjectWriter({
+        tempPath: this.ctx.store.newTempPath(),
+        transferSyntaxUid: meta.transferSyntaxUid,
+        prefix: head.subarray(0, meta.datasetOffset),
+      });
       const modified = (await stat(path)).mtimeMs;
       await pipeline(createReadStream(path, { start: meta.datasetOffset, highWaterMark: 1024 * 1024 }), writer);
       // A writer that stalls longer than the settle time leaves a file that looks truncated: wait
@@ -141,7 +142,7 @@ export class FolderWatcher {
       await this.removeOriginal(path);
     } catch (err) {
       // Not stored (disk full, file vanished, I/O error): the original stays for the next scan.
-      writer.destroy();
+      writer?.destroy();
       this.retryLater(path);
       log.error({ err: (err as Error).message }, 'watched file not stored; will retry');
     }

@@ -1,6 +1,6 @@
 // Streams one incoming object to a temp file while the inspector hashes and walks it. Memory
 // stays bounded by the stream's high-water mark whatever the object's size.
-import { closeSync, open, writev, writevSync } from 'node:fs';
+import { closeSync, openSync, writev, writevSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { Writable } from 'node:stream';
@@ -42,20 +42,15 @@ export class ObjectWriter extends Writable {
     this.tempPath = opts.tempPath;
     this.prefix = opts.prefix;
     this.inspector = new DatasetInspector(opts.transferSyntaxUid);
+    // Opened synchronously (microseconds): an asynchronous open would hold back every write of a
+    // small object, which often arrives whole before the thread pool answers.
+    this.fd = openSync(this.tempPath, 'wx', 0o640);
+    if (this.prefix.length > 0) this.queue(this.prefix);
   }
   /** The stored object, once 'finish' has fired. */
   get result(): WrittenObject {
     if (!this.resultValue) throw new Error(`object ${this.tempPath} is not finished`);
     return this.resultValue;
-  }
-
-  override _construct(callback: (error?: Error | null) => void): void {
-    open(this.tempPath, 'wx', 0o640, (err, fd) => {
-      if (err) return callback(err);
-      this.fd = fd;
-      if (this.prefix.length > 0) this.queue(this.prefix);
-      callback();
-    });
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {

@@ -99,11 +99,11 @@ export class Store extends EventEmitter<StoreEvents> {
       // link, not rename: it refuses to replace a file that is already there, so an acknowledged
       // object is never swapped for bytes that are not yet synced.
       linkSync(obj.tempPath, finalPath);
-      // One journal commit makes the data and the new name durable; the directory sync after it
-      // then finds nothing left to write.
-      if (obj.fd !== undefined) await fdatasync(obj.fd);
-      else await fsyncPath(finalPath);
-      await this.dirSync.sync(join(this.dataDir, 'objects', shard));
+      // The data and the new name must both be durable; their syncs run side by side.
+      await Promise.all([
+        obj.fd !== undefined ? fdatasync(obj.fd) : fsyncPath(finalPath),
+        this.dirSync.sync(join(this.dataDir, 'objects', shard)),
+      ]);
     } catch (err) {
       // Same content already stored (and synced before it was acknowledged): nothing to write.
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;

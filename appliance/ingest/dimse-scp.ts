@@ -109,10 +109,8 @@ export class BoxScp extends Scp {
         prefix: buildFileMeta(request.getAffectedSopClassUid(), request.getAffectedSopInstanceUid(), ts),
       });
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      this.ctx.log.error({ err: e }, 'cannot create a temp file for an incoming object');
-      const status = e.code === 'ENOSPC' ? 0xa700 : 0x0110;
-      this.pending = { writer: new NullSink(), refusal: { status, comment: `cannot store: ${e.code ?? e.message}` } };
+      this.ctx.log.error({ err }, 'cannot create a temp file for an incoming object');
+      this.pending = { writer: new NullSink(), refusal: failure(err as NodeJS.ErrnoException, 'cannot store') };
       return this.pending.writer;
     }
     // dcmjs-dimse ignores write()'s back-pressure after the first chunk: pause the socket
@@ -136,7 +134,7 @@ export class BoxScp extends Scp {
   }
 
   override createDatasetFromStoreWritableStream(writable: Writable, context: PresentationContext, callback: (dataset: dimse.Dataset) => void): void {
-    // The dataset stays on disk: hand dcmjs-dimse an empty one once the file is durable.
+    // The dataset stays on disk: hand dcmjs-dimse an empty one once the file is written.
     const done = () => callback(new Dataset({}, context.getAcceptedTransferSyntaxUid() ?? ''));
     if (writable.writableFinished || writable.errored) done();
     else {
@@ -162,15 +160,16 @@ export class BoxScp extends Scp {
     const writer = pending.writer as ObjectWriter;
     const claimed = { sopClassUid: request.getAffectedSopClassUid(), sopInstanceUid: request.getAffectedSopInstanceUid() };
     if (writer.errored) {
-      const err = writer.errored as NodeJS.ErrnoException;
-      void refuse(this.ctx, undefined, `write failed: ${err.message}`, this.source, claimed.sopInstanceUid);
-      return answer(err.code === 'ENOSPC' ? 0xa700 : 0x0110, `${err.code === 'ENOSPC' ? 'out of resources' : 'processing failure'}: ${err.message}`);
+      const refusal = failure(writer.errored as NodeJS.ErrnoException, 'write failed');
+      void refuse(this.ctx, undefined, refusal.comment, this.source, claimed.sopInstanceUid);
+      return answer(refusal.status, refusal.comment);
     }
     storeWritten(this.ctx, writer.result, this.source, claimed).then(
       (verdict) => answer(verdict.status, verdict.comment),
       (err: NodeJS.ErrnoException) => {
         this.ctx.log.error({ err, sopInstanceUid: claimed.sopInstanceUid }, 'store failed');
-        answer(err.code === 'ENOSPC' ? 0xa700 : 0x0110, `store failed: ${err.message}`);
+        const refusal = failure(err, 'store failed');
+        answer(refusal.status, refusal.comment);
       },
     );
   }
@@ -185,4 +184,11 @@ export class BoxScp extends Scp {
       pending.writer.destroy();
     }
   }
+}
+
+/** A full disk is "out of resources" (the sender may retry later); anything else a processing failure. */
+function failure(err: NodeJS.ErrnoException, what: string): { status: number; comment: string } {
+  return err.code === 'ENOSPC'
+    ? { status: 0xa700, comment: `out of resources: ${what}: disk full` }
+    : { status: 0x0110, comment: `processing failure: ${what}: ${err.code ?? err.message}` };
 }

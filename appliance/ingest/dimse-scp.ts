@@ -7,7 +7,7 @@ import dimse from 'dcmjs-dimse';
 import { buildFileMeta } from '../../shared/dicom/header.ts';
 import { ACCEPTED_TRANSFER_SYNTAXES } from '../../shared/dicom/syntax.ts';
 import type { InstanceSource } from '../../shared/types/store.ts';
-import { ObjectWriter } from '../store/object-writer.ts';
+import { ObjectWriter } from '../../shared/storage/object-writer.ts';
 import { NullSink, type IngestContext, refuse, storeWritten } from './intake.ts';
 
 const { Scp, Dataset, constants, responses } = dimse;

@@ -7,7 +7,7 @@ import type { Logger } from '../../shared/log.ts';
 import type { AcceptOutcome, InstanceSource } from '../../shared/types/store.ts';
 import type { ApplianceMetrics } from '../metrics.ts';
 import type { DiskGuard } from '../store/disk-guard.ts';
-import type { WrittenObject } from '../store/object-writer.ts';
+import type { WrittenObject } from '../../shared/storage/object-writer.ts';
 import type { Quarantine } from '../store/quarantine.ts';
 import type { Store } from '../store/store.ts';
 

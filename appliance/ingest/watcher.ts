@@ -8,7 +8,7 @@ import { join, relative } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseFileMeta } from '../../shared/dicom/header.ts';
 import type { InstanceSource } from '../../shared/types/store.ts';
-import { ObjectWriter } from '../store/object-writer.ts';
+import { ObjectWriter } from '../../shared/storage/object-writer.ts';
 import { refuse, storeWritten, type IngestContext } from './intake.ts';
 
 const HEAD_BYTES = 64 * 1024;

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InstanceSource } from '../../shared/types/store.ts';
-import { fsyncPath as fsync } from './fsync.ts';
+import { fsyncPath as fsync } from '../../shared/storage/fsync.ts';
 
 export interface QuarantineEntry {
   id: string;

@@ -5,8 +5,8 @@
 import { readdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../shared/log.ts';
-import { fsyncPath } from './fsync.ts';
-import { inspectFile } from './inspector.ts';
+import { fsyncPath } from '../../shared/storage/fsync.ts';
+import { inspectFile } from '../../shared/storage/inspector.ts';
 import type { Quarantine } from './quarantine.ts';
 import type { Store } from './store.ts';
 

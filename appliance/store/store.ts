@@ -19,7 +19,7 @@ import type {
   StudyRecord,
 } from '../../shared/types/store.ts';
 import { IndexDb, type Counters, type Tx } from './db.ts';
-import { DirSync, fsyncPath } from './fsync.ts';
+import { DirSync, fsyncPath } from '../../shared/storage/fsync.ts';
 import { consumeCleanMarker, markCleanStop } from './recovery.ts';
 import { addInstanceToStudy, moveStudyState, QuietClock } from './study.ts';
 

@@ -1,5 +1,5 @@
 import { mkdtempSync, openSync, writeFileSync, existsSync } from 'node:fs';
-import type { WrittenObject } from '../../../../appliance/store/object-writer.ts';
+import type { WrittenObject } from '../../../../shared/storage/object-writer.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { ObjectWriter } from '../../../../appliance/store/object-writer.ts';
+import { ObjectWriter } from '../../../../shared/storage/object-writer.ts';
 import { Quarantine } from '../../../../appliance/store/quarantine.ts';
 import { recoverOrphans } from '../../../../appliance/store/recovery.ts';
 import { Store } from '../../../../appliance/store/store.ts';

@@ -4,10 +4,10 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createInflateRaw, type InflateRaw } from 'node:zlib';
-import { headerFromWalk, HEADER_TAGS, parseFileMeta } from '../../shared/dicom/header.ts';
-import { encodingOf } from '../../shared/dicom/syntax.ts';
-import { DatasetWalker } from '../../shared/dicom/walker.ts';
-import type { DicomHeader } from '../../shared/types/store.ts';
+import { headerFromWalk, HEADER_TAGS, parseFileMeta } from '../dicom/header.ts';
+import { encodingOf } from '../dicom/syntax.ts';
+import { DatasetWalker } from '../dicom/walker.ts';
+import type { DicomHeader } from '../types/store.ts';
 
 export interface Inspection {
   /** sha256 (hex) of the dataset bytes as given (deflated ones stay deflated). */

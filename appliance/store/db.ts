@@ -2,6 +2,7 @@
 // transactions, and every transaction queued while a batch is being written joins the next batch
 // (group commit), so reads-modify-writes of shared records (studies, counters) never interleave.
 import { Level } from 'level';
+import type { DeliveryRecord, DestinationSummary } from '../../shared/types/pipeline.ts';
 import type { InstanceRecord, InstanceState, StudyRecord } from '../../shared/types/store.ts';
 
 export interface Counters {
@@ -17,6 +18,12 @@ interface Tables {
   /** `<studyUid>\0<seriesUid>\0<id>` → id */
   byStudy: string;
   meta: Counters;
+  /** `<instanceId>\0<destination>` → delivery */
+  deliveries: DeliveryRecord;
+  /** `<destination>\0<0 stat|1 routine>\0<receivedAt>\0<instanceId>` → instanceId, pending only */
+  due: string;
+  /** destination → its counters */
+  destinations: DestinationSummary;
 }
 export type Table = keyof Tables;
 
@@ -73,7 +80,16 @@ export class IndexDb {
   constructor(path: string) {
     this.level = new Level<string, unknown>(path, { valueEncoding: 'json' });
     const sub = (name: string) => sublevel(this.level, name);
-    this.tables = { instances: sub('i'), studies: sub('s'), byState: sub('q'), byStudy: sub('t'), meta: sub('m') };
+    this.tables = {
+      instances: sub('i'),
+      studies: sub('s'),
+      byState: sub('q'),
+      byStudy: sub('t'),
+      meta: sub('m'),
+      deliveries: sub('d'),
+      due: sub('u'),
+      destinations: sub('n'),
+    };
   }
 
   async open(): Promise<void> {

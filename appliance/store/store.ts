@@ -18,12 +18,13 @@ import type {
   StoreEvents,
   StudyRecord,
 } from '../../shared/types/store.ts';
-import { IndexDb, type Counters, type Tx } from './db.ts';
+import { IndexDb, type Tx } from './db.ts';
+import { Deliveries } from './deliveries.ts';
 import { DirSync, fsyncPath } from '../../shared/storage/fsync.ts';
 import { consumeCleanMarker, markCleanStop } from './recovery.ts';
-import { addInstanceToStudy, moveStudyState, QuietClock } from './study.ts';
+import { countState, HISTORY_LIMIT, moveState, stateKey } from './records.ts';
+import { addInstanceToStudy, QuietClock } from './study.ts';
 
-const HISTORY_LIMIT = 100;
 const fdatasync = promisify(fdatasyncCb);
 const PENDING_STATES: readonly InstanceState[] = ['received', 'filtered', 'registered', 'compressed', 'queued', 'uploaded'];
 
@@ -40,6 +41,8 @@ export class Store extends EventEmitter<StoreEvents> {
   private readonly log: Logger;
   private readonly clock: QuietClock;
   private readonly dirSync = new DirSync();
+  /** The upload queue: deliveries per instance and destination. */
+  readonly deliveries: Deliveries;
 
   private constructor(opts: StoreOptions) {
     super();
@@ -47,6 +50,7 @@ export class Store extends EventEmitter<StoreEvents> {
     this.tmpDir = join(opts.dataDir, 'tmp');
     this.log = opts.log;
     this.db = new IndexDb(join(opts.dataDir, 'index'));
+    this.deliveries = new Deliveries(this.db);
     this.clock = new QuietClock(opts.quietTimeMs, (uid) => void this.completeStudy(uid));
   }
 
@@ -188,19 +192,7 @@ export class Store extends EventEmitter<StoreEvents> {
     tx.put('byState', stateKey(record.state, record), record.id);
     tx.put('byStudy', `${h.studyInstanceUid}\0${h.seriesInstanceUid}\0${record.id}`, record.id);
     tx.put('studies', h.studyInstanceUid, addInstanceToStudy(await tx.get('studies', h.studyInstanceUid), record));
-    await this.count(tx, record, undefined, record.state);
-  }
-
-  private async count(tx: Tx, record: InstanceRecord, from: InstanceState | undefined, to: InstanceState): Promise<void> {
-    const c: Counters = (await tx.get('meta', 'counters')) ?? { byState: {}, bytesByState: {} };
-    const next: Counters = { byState: { ...c.byState }, bytesByState: { ...c.bytesByState } };
-    if (from) {
-      next.byState[from] = Math.max(0, (next.byState[from] ?? 0) - 1);
-      next.bytesByState[from] = Math.max(0, (next.bytesByState[from] ?? 0) - record.size);
-    }
-    next.byState[to] = (next.byState[to] ?? 0) + 1;
-    next.bytesByState[to] = (next.bytesByState[to] ?? 0) + record.size;
-    tx.put('meta', 'counters', next);
+    await countState(tx, record, undefined, record.state);
   }
 
   /**
@@ -208,27 +200,7 @@ export class Store extends EventEmitter<StoreEvents> {
    * is durable. Throws if the record is not in `from` (another actor moved it first).
    */
   async transition(id: string, from: InstanceState, to: InstanceState, event: string, detail?: string): Promise<InstanceRecord> {
-    const record = await this.db.transact(async (tx) => {
-      const current = await tx.get('instances', id);
-      if (!current) throw new Error(`instance ${id} not found`);
-      if (current.state !== from) throw new Error(`instance ${id} is ${current.state}, not ${from}`);
-      const now = new Date().toISOString();
-      const next: InstanceRecord = {
-        ...current,
-        state: to,
-        updatedAt: now,
-        history: [...current.history, { at: now, state: to, event, ...(detail ? { detail } : {}) }].slice(-HISTORY_LIMIT),
-      };
-      if (to === 'held' || to === 'dead-letter') next.reason = detail;
-      else delete next.reason;
-      tx.del('byState', stateKey(from, current));
-      tx.put('byState', stateKey(to, current), id);
-      tx.put('instances', id, next);
-      const study = await tx.get('studies', current.header.studyInstanceUid);
-      if (study) tx.put('studies', study.studyInstanceUid, moveStudyState(study, from, to));
-      await this.count(tx, current, from, to);
-      return next;
-    });
+    const record = await this.db.transact((tx) => moveState(tx, id, from, to, event, detail));
     this.emit('state-changed', record, from);
     return record;
   }
@@ -296,6 +268,3 @@ export class Store extends EventEmitter<StoreEvents> {
   }
 }
 
-function stateKey(state: InstanceState, record: InstanceRecord): string {
-  return `${state}\0${record.receivedAt}\0${record.id}`;
-}

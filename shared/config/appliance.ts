@@ -1,5 +1,39 @@
 import { Type, type Static } from '@sinclair/typebox';
 
+const Window = Type.Object(
+  {
+    days: Type.Optional(Type.Array(Type.Union(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'].map((d) => Type.Literal(d))))),
+    from: Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$' }),
+    to: Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$' }),
+  },
+  { additionalProperties: false },
+);
+
+/** Where studies go. One queue, syntax, credential and bandwidth budget per destination. */
+export const DestinationSchema = Type.Object(
+  {
+    name: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,31}$' }),
+    url: Type.String({ pattern: '^https?://', description: 'DICOMweb base URL (STOW-RS goes to <url>/studies)' }),
+    syntax: Type.Union([Type.Literal('jpeg-ls'), Type.Literal('htj2k'), Type.Literal('explicit-le'), Type.Literal('as-received')], { default: 'jpeg-ls' }),
+    token: Type.Optional(Type.String({ description: 'bearer token' })),
+    username: Type.Optional(Type.String()),
+    password: Type.Optional(Type.String()),
+    caFile: Type.Optional(Type.String({ description: 'PEM CA bundle to trust for this destination' })),
+    certFile: Type.Optional(Type.String({ description: 'client certificate for mutual TLS' })),
+    keyFile: Type.Optional(Type.String()),
+    insecureSkipVerify: Type.Boolean({ default: false, description: 'turn TLS verification off (never in production)' }),
+    maxBatchBytes: Type.Integer({ minimum: 1024, default: 16 * 1024 * 1024 }),
+    maxBatchCount: Type.Integer({ minimum: 1, default: 100 }),
+    concurrency: Type.Integer({ minimum: 1, maximum: 16, default: 2 }),
+    bandwidthBytesPerSec: Type.Integer({ minimum: 0, default: 0, description: '0: unlimited' }),
+    windows: Type.Array(Window, { default: [], description: 'when routine traffic may flow (local time); empty: always' }),
+    statModalities: Type.Array(Type.String(), { default: [], description: 'modalities whose studies go first, windows or not' }),
+    statCallingAe: Type.Array(Type.String(), { default: [], description: 'calling AE titles whose studies go first' }),
+  },
+  { additionalProperties: false },
+);
+export type DestinationConfig = Static<typeof DestinationSchema>;
+
 // Flat keys on purpose: each maps 1:1 to a flag (--dicom-port) and an env variable (MBOX_DICOM_PORT),
 // and a fleet can later push the same document as desired state.
 export const ApplianceConfigSchema = Type.Object(
@@ -32,6 +66,14 @@ export const ApplianceConfigSchema = Type.Object(
     quietTimeMs: Type.Integer({ minimum: 0, default: 10000, description: 'a study is complete after this long without new instances' }),
     diskHighWaterPercent: Type.Number({ minimum: 1, maximum: 100, default: 90 }),
     diskMinFreeBytes: Type.Integer({ minimum: 0, default: 1073741824 }),
+    destination: Type.Optional(Type.String({ pattern: '^https?://', description: 'shorthand for one destination named "cloud"' })),
+    destinationSyntax: Type.Union([Type.Literal('jpeg-ls'), Type.Literal('htj2k'), Type.Literal('explicit-le'), Type.Literal('as-received')], {
+      default: 'jpeg-ls',
+    }),
+    destinationToken: Type.Optional(Type.String()),
+    destinations: Type.Array(DestinationSchema, { default: [] }),
+    retentionHours: Type.Number({ minimum: 0, default: 72, description: 'local copies of committed instances are removed after this long' }),
+    compressWorkers: Type.Integer({ minimum: 0, maximum: 16, default: 1, description: 'worker threads for transcoding (0: one per core minus one)' }),
     logLevel: Type.Union(
       [Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')],
       { default: 'info' },
@@ -41,3 +83,25 @@ export const ApplianceConfigSchema = Type.Object(
 );
 
 export type ApplianceConfig = Static<typeof ApplianceConfigSchema>;
+
+/** The destinations a config names: the `destinations` list plus the `--destination` shorthand. */
+export function destinationsOf(config: ApplianceConfig): DestinationConfig[] {
+  const list = [...config.destinations];
+  if (config.destination && !list.some((d) => d.name === 'cloud')) {
+    list.push({
+      name: 'cloud',
+      url: config.destination,
+      syntax: config.destinationSyntax,
+      ...(config.destinationToken ? { token: config.destinationToken } : {}),
+      insecureSkipVerify: false,
+      maxBatchBytes: 16 * 1024 * 1024,
+      maxBatchCount: 100,
+      concurrency: 2,
+      bandwidthBytesPerSec: 0,
+      windows: [],
+      statModalities: [],
+      statCallingAe: [],
+    });
+  }
+  return list;
+}

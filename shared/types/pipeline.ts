@@ -30,3 +30,46 @@ export interface Transcoder {
   transcode(request: TranscodeRequest): Promise<TranscodeResult>;
   close(): Promise<void>;
 }
+
+/** STAT goes first and may bypass a destination's time windows. */
+export type Priority = 'stat' | 'routine';
+
+/** One instance on its way to one destination. */
+export interface DeliveryRecord {
+  destination: string;
+  instanceId: string;
+  sopInstanceUid: string;
+  sopClassUid: string;
+  studyInstanceUid: string;
+  state: 'pending' | 'committed' | 'dead-letter';
+  priority: Priority;
+  /** When the instance arrived on the box: the queue is oldest first within a priority. */
+  receivedAt: string;
+  /** The file to send (relative to the data dir): the stored object, or its transcoded copy. */
+  path: string;
+  size: number;
+  transferSyntaxUid: string;
+  attempts: number;
+  nextAttemptAt?: string;
+  lastError?: string;
+  committedAt?: string;
+}
+
+/** What an uploader learned about one delivery. */
+export interface DeliveryOutcome {
+  instanceId: string;
+  result: 'committed' | 'retry' | 'dead-letter';
+  detail?: string;
+  /** For 'retry': not before this time. */
+  nextAttemptAt?: string;
+}
+
+export interface DestinationSummary {
+  destination: string;
+  pending: number;
+  pendingBytes: number;
+  committed: number;
+  committedBytes: number;
+  deadLetter: number;
+  oldestPendingAt?: string;
+}

@@ -35,6 +35,18 @@ const Header = Type.Object(
   { additionalProperties: true },
 );
 
+const Delivery = Type.Object({
+  destination: Type.String(),
+  state: Type.String(),
+  priority: Type.String(),
+  transferSyntaxUid: Type.String(),
+  size: Type.Integer(),
+  attempts: Type.Integer(),
+  nextAttemptAt: Type.Optional(Type.String()),
+  lastError: Type.Optional(Type.String()),
+  committedAt: Type.Optional(Type.String()),
+});
+
 export const InstanceBody = Type.Object({
   id: Type.String(),
   header: Header,
@@ -47,6 +59,8 @@ export const InstanceBody = Type.Object({
   conflicts: Type.Optional(Type.Array(Type.String())),
   receivedAt: Type.String(),
   updatedAt: Type.String(),
+  purgedAt: Type.Optional(Type.String()),
+  deliveries: Type.Optional(Type.Array(Delivery)),
   history: Type.Array(
     Type.Object({
       at: Type.String(),
@@ -91,6 +105,18 @@ export const QueueBody = Type.Object({
   pendingBytes: Type.Integer(),
   oldestPendingAt: Type.Optional(Type.String()),
   oldestAgeSeconds: Type.Union([Type.Number(), Type.Null()]),
+  destinations: Type.Array(
+    Type.Object({
+      destination: Type.String(),
+      pending: Type.Integer(),
+      pendingBytes: Type.Integer(),
+      committed: Type.Integer(),
+      committedBytes: Type.Integer(),
+      deadLetter: Type.Integer(),
+      oldestPendingAt: Type.Optional(Type.String()),
+      oldestAgeSeconds: Type.Union([Type.Number(), Type.Null()]),
+    }),
+  ),
 });
 
 export const QuarantineBody = Type.Object({

@@ -82,14 +82,15 @@ export function buildApi(deps: ApiDeps) {
     async (req, reply) => {
       const record = await deps.store.get(req.params.sopInstanceUid);
       if (!record) return reply.status(404).send({ error: 'not-found', message: `no instance ${req.params.sopInstanceUid}`, statusCode: 404 });
-      return record;
+      return { ...record, deliveries: await deps.store.deliveries.forInstance(record.id) };
     },
   );
 
   app.get('/api/queue', { schema: { response: { 200: QueueBody } } }, async () => {
     const summary = await deps.store.queueSummary();
-    const oldestAgeSeconds = summary.oldestPendingAt ? Math.max(0, (Date.now() - Date.parse(summary.oldestPendingAt)) / 1000) : null;
-    return { ...summary, oldestAgeSeconds };
+    const age = (at?: string) => (at ? Math.max(0, (Date.now() - Date.parse(at)) / 1000) : null);
+    const destinations = (await deps.store.deliveries.summaries()).map((d) => ({ ...d, oldestAgeSeconds: age(d.oldestPendingAt) }));
+    return { ...summary, oldestAgeSeconds: age(summary.oldestPendingAt), destinations };
   });
 
   app.get(

@@ -205,6 +205,16 @@ export class Store extends EventEmitter<StoreEvents> {
     return record;
   }
 
+  /** Notes that retention removed a committed instance's local files. */
+  async markPurged(id: string): Promise<void> {
+    await this.db.transact(async (tx) => {
+      const r = await tx.get('instances', id);
+      if (!r || r.state !== 'committed') return;
+      const now = new Date().toISOString();
+      tx.put('instances', id, { ...r, purgedAt: now, history: [...r.history, { at: now, state: r.state, event: 'local-copy-removed' }].slice(-HISTORY_LIMIT) });
+    });
+  }
+
   get(id: string): Promise<InstanceRecord | undefined> {
     return this.db.get('instances', id);
   }

@@ -80,6 +80,8 @@ export interface InstanceRecord {
   conflicts?: string[];
   receivedAt: string;
   updatedAt: string;
+  /** Set when retention removed the local files (the receiver holds the instance). */
+  purgedAt?: string;
   history: HistoryEntry[];
 }
 

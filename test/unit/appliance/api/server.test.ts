@@ -40,7 +40,7 @@ describe('admin API', () => {
 
   it('reports health, an empty queue and Prometheus metrics', async () => {
     expect((await app.inject({ url: '/healthz' })).json()).toMatchObject({ status: 'ok', dicom: true, disk: { accepting: true } });
-    expect((await app.inject({ url: '/api/queue' })).json()).toEqual({ byState: {}, pendingBytes: 0, oldestAgeSeconds: null });
+    expect((await app.inject({ url: '/api/queue' })).json()).toEqual({ byState: {}, pendingBytes: 0, oldestAgeSeconds: null, destinations: [] });
     const metrics = await app.inject({ url: '/metrics' });
     expect(metrics.headers['content-type']).toMatch(/text\/plain/);
     expect(metrics.body).toMatch(/mbox_disk_accepting 1/);

@@ -1,10 +1,11 @@
 // The upload queue end to end inside one process: preparer → deliveries → uploader, with a fake
 // transcoder and a scripted receiver (the real ones are proven against Orthanc in integration).
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { sweepCommitted } from '../../../../appliance/store/retention.ts';
 import { Store } from '../../../../appliance/store/store.ts';
 import { Preparer } from '../../../../appliance/uplink/prepare.ts';
 import { Uploader, type StowSender } from '../../../../appliance/uplink/uploader.ts';
@@ -137,5 +138,24 @@ describe('upload queue', () => {
     while ((await store.queueSummary()).byState.committed !== 4 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
     await uploader.stop();
     expect((await store.queueSummary()).byState).toEqual({ committed: 4 });
+  });
+
+  it('removes local copies only of committed instances, and only after the retention time', async () => {
+    const store = await fill(3);
+    await new Preparer({ store, transcoder: unchanged, destinations: destinations(), log, parallel: 1 }).start();
+    await new Promise((r) => setTimeout(r, 100));
+    await store.transition('1.2', 'queued', 'held', 'operator-hold', 'checking');
+    const uploader = new Uploader({ destination: 'cloud', store, sender: receiver((b) => stored(b)), log, maxBatchBytes: 1 << 20, maxBatchCount: 10, concurrency: 1, isOpen: () => true, backoffMs: () => 10 });
+    await runUntil(uploader, async () => (await store.queueSummary()).byState.committed === 2);
+    const hour = 3_600_000;
+    expect((await sweepCommitted(store, hour, log)).purged).toBe(0); // too early
+    const report = await sweepCommitted(store, hour, log, Date.now() + 2 * hour);
+    expect(report.purged).toBe(2);
+    const committed = (await store.get('1.0'))!;
+    expect(committed.purgedAt).toBeDefined();
+    expect(existsSync(join(store.dataDir, committed.path))).toBe(false);
+    const held = (await store.get('1.2'))!;
+    expect(held.state).toBe('held');
+    expect(existsSync(join(store.dataDir, held.path))).toBe(true);
   });
 });

@@ -1,14 +1,16 @@
-// Prepares each received instance for its destinations: transcodes it into the syntax each
-// destination wants (off the receive path, in the transcoder's worker threads), decides its
-// priority, and queues one delivery per destination. Instances wait in 'received' while there is
-// no destination; a restart picks up whatever was left in 'received'.
+// Prepares the instances of each completed study for their destinations: transcodes each into the
+// syntax each destination wants (off the receive path, in the transcoder's worker threads),
+// decides its priority, and queues one delivery per destination. Work starts when a study is
+// complete (its quiet time passed) so that later stages (filter, registration) see whole series.
+// Instances wait in 'received' while there is no destination; a restart picks up whatever was
+// left in 'received' in completed studies (open studies complete again on their own clock).
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { DestinationConfig } from '../../shared/config/appliance.ts';
 import type { Logger } from '../../shared/log.ts';
 import { DirSync } from '../../shared/storage/fsync.ts';
 import type { Priority, Transcoder } from '../../shared/types/pipeline.ts';
-import type { InstanceRecord } from '../../shared/types/store.ts';
+import type { InstanceRecord, StudyRecord } from '../../shared/types/store.ts';
 import type { DeliveryPlan } from '../store/deliveries.ts';
 import type { Store } from '../store/store.ts';
 
@@ -28,7 +30,7 @@ export class Preparer {
   private active = 0;
   private stopped = false;
   private idle: Array<() => void> = [];
-  private readonly onStored = (record: InstanceRecord) => this.add(record.id);
+  private readonly onComplete = (study: StudyRecord) => void this.addStudy(study.studyInstanceUid);
 
   constructor(opts: PrepareOptions) {
     this.opts = opts;
@@ -36,13 +38,20 @@ export class Preparer {
 
   async start(): Promise<void> {
     if (this.opts.destinations.length === 0) return;
-    this.opts.store.on('instance-stored', this.onStored);
-    for (const id of await this.opts.store.idsInState('received', 100_000)) this.add(id);
+    this.opts.store.on('study-complete', this.onComplete);
+    const studies = new Set<string>();
+    for (const id of await this.opts.store.idsInState('received', 100_000)) {
+      const record = await this.opts.store.get(id);
+      if (record) studies.add(record.header.studyInstanceUid);
+    }
+    for (const uid of studies) {
+      if ((await this.opts.store.getStudy(uid))?.completedAt) await this.addStudy(uid);
+    }
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.opts.store.off('instance-stored', this.onStored);
+    this.opts.store.off('study-complete', this.onComplete);
     await this.drained();
   }
 
@@ -50,6 +59,10 @@ export class Preparer {
   drained(): Promise<void> {
     if (this.active === 0 && (this.waiting.size === 0 || this.stopped)) return Promise.resolve();
     return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  private async addStudy(studyUid: string): Promise<void> {
+    for (const id of await this.opts.store.studyInstanceIds(studyUid)) this.add(id);
   }
 
   private add(id: string): void {

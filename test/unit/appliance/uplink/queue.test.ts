@@ -33,7 +33,7 @@ function destinations(extra: string[] = []) {
 
 async function fill(n: number, modality = 'MR') {
   const dataDir = mkdtempSync(join(tmpdir(), 'queue-'));
-  const store = await Store.open({ dataDir, quietTimeMs: 60_000, log });
+  const store = await Store.open({ dataDir, quietTimeMs: 30, log });
   stores.push(store);
   for (let i = 0; i < n; i++) {
     const content = `object-${i}-${modality}`;
@@ -42,6 +42,7 @@ async function fill(n: number, modality = 'MR') {
     const header: DicomHeader = { transferSyntaxUid: '1.2.840.10008.1.2.1', sopClassUid: '1.2.3', sopInstanceUid: `1.${i}`, studyInstanceUid: '9.9', seriesInstanceUid: '9.9.1', modality };
     await store.accept({ header, contentHash: createHash('sha256').update(content).digest('hex'), tempPath, size: content.length, source: { kind: 'watch', path: `${i}` } });
   }
+  await new Promise((r) => setTimeout(r, 80)); // the study's quiet time passes
   return store;
 }
 

@@ -1,9 +1,10 @@
 // The box runtime: wires the store, the ways in and the admin API, and owns their life cycle.
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import type { ApplianceConfig } from '../shared/config/appliance.ts';
+import { destinationsOf, type ApplianceConfig } from '../shared/config/appliance.ts';
 import type { Logger } from '../shared/log.ts';
 import { buildApi } from './api/server.ts';
+import { TranscodePool } from './compress/pool.ts';
 import { DimseServer } from './ingest/dimse-server.ts';
 import type { IngestContext } from './ingest/intake.ts';
 import { FolderWatcher } from './ingest/watcher.ts';
@@ -12,6 +13,7 @@ import { DiskGuard } from './store/disk-guard.ts';
 import { Quarantine } from './store/quarantine.ts';
 import { recoverOrphans } from './store/recovery.ts';
 import { Store } from './store/store.ts';
+import { startUplink } from './uplink/service.ts';
 
 export interface RunningAppliance {
   dicomPort: number;
@@ -45,6 +47,9 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
   for (const w of watchers) await w.start();
 
   store.on('study-complete', (study) => log.info({ studyInstanceUid: study.studyInstanceUid, instances: study.instances }, 'study complete'));
+  // Compression and upload run only when there is somewhere to send to.
+  const transcoder = destinationsOf(config).length > 0 ? new TranscodePool({ ...(config.compressWorkers > 0 ? { size: config.compressWorkers } : {}) }) : undefined;
+  const uplink = transcoder ? await startUplink({ config, store, transcoder, metrics, log: log.child({ component: 'uplink' }) }) : undefined;
 
   const api = buildApi({
     store,
@@ -69,6 +74,8 @@ export async function startAppliance(config: ApplianceConfig, log: Logger): Prom
       stopped = true;
       for (const w of watchers) await w.stop();
       await dimse.close();
+      await uplink?.stop();
+      await transcoder?.close();
       await api.close();
       disk.stop();
       await store.close();

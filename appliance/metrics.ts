@@ -34,6 +34,13 @@ export function createMetrics() {
       labelNames: ['state'] as const,
       registers: [registry],
     }),
+    uplinkBytes: new Counter({ name: 'mbox_uplink_bytes_total', help: 'Bytes sent per destination', labelNames: ['destination'] as const, registers: [registry] }),
+    uplinkInstances: new Counter({
+      name: 'mbox_uplink_instances_total',
+      help: 'Delivery outcomes per destination (committed, retry, dead-letter)',
+      labelNames: ['destination', 'result'] as const,
+      registers: [registry],
+    }),
     watchPending: new Gauge({ name: 'mbox_watch_pending_files', help: 'Files seen in watch folders, not yet settled', registers: [registry] }),
   };
 }

@@ -21,6 +21,8 @@ export interface PrepareOptions {
   log: Logger;
   /** How many instances are transcoded at once (match the transcoder's workers). */
   parallel: number;
+  /** Called after an instance was queued, to wake the uploaders. */
+  onQueued?: () => void;
 }
 
 export class Preparer {
@@ -117,6 +119,7 @@ export class Preparer {
       plans.push({ destination: dest.name, priority: priorityOf(record, dest), ...sent });
     }
     await store.deliveries.enqueue(record, 'received', plans, notes.join('; '));
+    this.opts.onQueued?.();
   }
 }
 

@@ -139,7 +139,11 @@ export class Uploader {
 
   private judge(batch: DeliveryRecord[], result: StowResult): DeliveryOutcome[] {
     const byUid = new Map(result.results.map((r) => [r.sopInstanceUid, r]));
-    if (result.httpStatus === 413 && batch.length > 1) this.batchBytes = Math.max(1, Math.floor(batch.reduce((n, d) => n + d.size, 0) / 2));
+    const bytes = batch.reduce((n, d) => n + d.size, 0);
+    // Too large (413), or refused whole for a part it does not name (400): smaller batches until
+    // the bad instance travels alone and can be judged on its own; grow back after a clean batch.
+    if ((result.httpStatus === 413 || result.httpStatus === 400) && batch.length > 1) this.batchBytes = Math.max(1, Math.floor(bytes / 2));
+    else if (result.httpStatus === 200) this.batchBytes = Math.min(this.opts.maxBatchBytes, this.batchBytes * 2);
     return batch.map((d) => {
       const r = byUid.get(d.sopInstanceUid);
       if (r?.outcome === 'stored') return { instanceId: d.instanceId, result: 'committed' };

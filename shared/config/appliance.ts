@@ -2,9 +2,21 @@ import { Type, type Static } from '@sinclair/typebox';
 
 const Window = Type.Object(
   {
-    days: Type.Optional(Type.Array(Type.Union(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'].map((d) => Type.Literal(d))))),
+    days: Type.Optional(
+      Type.Array(
+        Type.Union([
+          Type.Literal('mon'),
+          Type.Literal('tue'),
+          Type.Literal('wed'),
+          Type.Literal('thu'),
+          Type.Literal('fri'),
+          Type.Literal('sat'),
+          Type.Literal('sun'),
+        ]),
+      ),
+    ),
     from: Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$' }),
-    to: Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$' }),
+    to: Type.String({ pattern: '^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$' }),
   },
   { additionalProperties: false },
 );

@@ -27,6 +27,8 @@ export interface OrthancOptions {
   startTimeoutMs?: number;
   /** Pass --verbose to Orthanc (its output only surfaces in startup errors). */
   verbose?: boolean;
+  /** Listen on this HTTP port (e.g. where an uploader is already pointed) instead of a free one. */
+  httpPort?: number;
 }
 
 export interface OrthancInstance {
@@ -50,7 +52,8 @@ export interface OrthancInstance {
 export async function startOrthanc(opts: OrthancOptions = {}): Promise<OrthancInstance> {
   const aet = opts.aet ?? 'ORTHANC';
   const dir = await mkdtemp(join(opts.parentDir ?? tmpdir(), 'mbox-orthanc-'));
-  const [dicomPort, httpPort] = await twoFreePorts();
+  const [dicomPort, freeHttp] = await twoFreePorts();
+  const httpPort = opts.httpPort ?? freeHttp;
   const plugins = [...(opts.dicomWeb ? [ORTHANC_DICOMWEB_PLUGIN] : []), ...(opts.plugins ?? [])];
   const config: Record<string, unknown> = {
     Name: `mbox-test-${aet}`,

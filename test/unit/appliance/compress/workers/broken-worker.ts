@@ -1,0 +1,2 @@
+// A pool worker entry that cannot start.
+throw new Error('this worker cannot start');

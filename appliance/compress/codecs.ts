@@ -171,11 +171,17 @@ function decompositions(g: Geometry): number {
   return Math.max(0, Math.min(5, Math.floor(Math.log2(Math.min(g.width, g.height)))));
 }
 
-/** HTJ2K lossless (reversible 5-3, no colour transform: Photometric Interpretation stays as is). */
+/**
+ * HTJ2K lossless: reversible 5-3 wavelet, and for colour the reversible colour transform (the
+ * caller labels the result YBR_RCT). Without the transform this openjph build runs its codestream
+ * in planar mode yet feeds and reads lines pixel-interleaved: it writes components' lines into
+ * the wrong places, and decodes its own output back symmetrically, so only an independent decoder
+ * (OpenJPEG) notices. With the transform the line order is right.
+ */
 export function encodeHtj2k(c: Codecs, samples: Samples, g: Geometry): Uint8Array {
   const enc = new c.openjph.HTJ2KEncoder();
   try {
-    const fi = { width: g.width, height: g.height, bitsPerSample: g.bitsStored, componentCount: g.components, isSigned: g.signed, isUsingColorTransform: false };
+    const fi = { width: g.width, height: g.height, bitsPerSample: g.bitsStored, componentCount: g.components, isSigned: g.signed, isUsingColorTransform: g.components > 1 };
     let input = samples;
     if (g.signed && g.bitsStored < g.bitsAllocated) {
       // J2K codes signed samples as numbers: feed them sign-extended from Bits Stored.
@@ -213,6 +219,9 @@ export function decodeHtj2k(c: Codecs, data: Uint8Array, g: Geometry, requireLos
     // openjph reports a broken codestream by printing and leaving an empty frame.
     if (fi.width === 0) throw new CodecError(`HTJ2K decoder failed: ${c.lastOpenJphMessage || 'no image decoded'}`);
     expectShape(fi, g, 'HTJ2K frame');
+    if (fi.componentCount > 1 && !fi.isUsingColorTransform) {
+      throw new CodecError('HTJ2K colour codestream without a colour transform: the openjph build reads its lines out of order');
+    }
     if (requireLossless && !dec.getIsReversible()) throw new CodecError('HTJ2K frame uses the irreversible (lossy) wavelet');
     return { samples: samplesFrom(dec.getDecodedBuffer(), fi.bitsPerSample, g), colorTransform: fi.isUsingColorTransform === true };
   } finally {

@@ -86,6 +86,9 @@ export function encodeRestriction(pm: PixelModule, codec: 'jpeg-ls' | 'htj2k'): 
   if (pm.signed) return 'signed colour pixel data is not allowed in JPEG-LS / JPEG 2000';
   if (pi === 'YBR_FULL' && pm.bitsAllocated !== 8) return 'YBR_FULL with more than 8 bits is not allowed with JPEG-LS / JPEG 2000';
   if (codec === 'htj2k' && pm.bitsAllocated !== 8) return 'colour samples above 8 bits: the openjph build encodes only the first component of each line correctly';
+  // The openjph build codes colour correctly only with the reversible colour transform (see
+  // codecs.ts), which PS3.5 allows for RGB only (labelled YBR_RCT).
+  if (codec === 'htj2k' && pi !== 'RGB') return `${pi} colour: HTJ2K here needs the reversible colour transform, which applies to RGB only`;
   return undefined;
 }
 

@@ -101,6 +101,8 @@ async function encode(p: Prepared, target: Exclude<TargetSyntax, 'as-received'>,
   // Decoded or encoded frames are colour-by-pixel: PS3.5 8.2.3/8.2.4 want Planar Configuration 0.
   const planar = findElement(top, TAG_PLANAR);
   if (planar && readUs(dataset, planar) !== 0) patches.set(TAG_PLANAR, usElement(TAG_PLANAR, 0));
+  // HTJ2K colour is coded with the reversible colour transform (see encodeHtj2k).
+  if (target === 'htj2k' && pm.samplesPerPixel === 3) patches.set(TAG_PHOTOMETRIC, elementBytes(TAG_PHOTOMETRIC, 'CS', Buffer.from('YBR_RCT', 'latin1')));
   const pmOut = { ...pm, planar: 0, photometric: source.photometric ?? pm.photometric };
   const hash = createHash('sha256');
   const parts: Uint8Array[] = [];

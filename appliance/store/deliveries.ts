@@ -94,12 +94,10 @@ export class Deliveries {
         const d = await tx.get('deliveries', deliveryKey(o.instanceId, destination));
         if (!d || d.state !== 'pending') continue;
         if (o.result === 'retry') {
-          tx.put('deliveries', deliveryKey(o.instanceId, destination), {
-            ...d,
-            attempts: d.attempts + 1,
-            ...(o.nextAttemptAt ? { nextAttemptAt: o.nextAttemptAt } : {}),
-            ...(o.detail ? { lastError: o.detail } : {}),
-          });
+          const retry: DeliveryRecord = { ...d, attempts: d.attempts + 1, ...(o.detail ? { lastError: o.detail } : {}) };
+          if (o.nextAttemptAt) retry.nextAttemptAt = o.nextAttemptAt;
+          else delete retry.nextAttemptAt;
+          tx.put('deliveries', deliveryKey(o.instanceId, destination), retry);
           continue;
         }
         const done: DeliveryRecord = {

@@ -66,7 +66,7 @@ export async function startUplink(deps: UplinkDeps): Promise<RunningUplink> {
       concurrency: dest.concurrency,
       ...(throttle ? { throttle: (body) => throttle.throttle(body) } : {}),
       isOpen: (now) => dest.windows.length === 0 || isOpen(dest.windows, now),
-      backoffMs: (attempts) => backoffDelay(attempts + 1) ?? 0,
+      backoffMs: (attempts) => backoffDelay(attempts + 1, { baseMs: Math.min(1000, dest.retryMaxDelayMs), capMs: dest.retryMaxDelayMs }) ?? 0,
       onSent: (bytes, outcomes) => {
         deps.metrics.uplinkBytes.inc({ destination: dest.name }, bytes);
         for (const o of outcomes) deps.metrics.uplinkInstances.inc({ destination: dest.name, result: o.result });

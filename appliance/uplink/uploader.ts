@@ -41,6 +41,13 @@ export class Uploader {
   private wakeUp: (() => void) | undefined;
   private batchBytes: number;
   private readonly sending = new Set<Promise<void>>();
+  /**
+   * When the receiver as a whole is unreachable or failing, the destination pauses (backoff on
+   * consecutive failed batches) instead of each instance backing off on its own: once the
+   * receiver answers again, the whole queue flows at once.
+   */
+  private failedBatches = 0;
+  private pausedUntil = 0;
 
   constructor(opts: UploaderOptions) {
     this.opts = opts;
@@ -67,7 +74,7 @@ export class Uploader {
   private async run(): Promise<void> {
     while (this.running) {
       try {
-        while (this.running && this.sending.size < this.opts.concurrency) {
+        while (this.running && this.sending.size < this.opts.concurrency && Date.now() >= this.pausedUntil) {
           const now = new Date();
           const batch = await this.opts.store.deliveries.next(this.opts.destination, {
             maxBytes: this.batchBytes,
@@ -97,7 +104,8 @@ export class Uploader {
   private async sleep(): Promise<void> {
     const next = await this.opts.store.deliveries.nextRetryAt(this.opts.destination).catch(() => undefined);
     const idle = this.opts.idleMs ?? 5000;
-    const wait = next === undefined ? idle : Math.min(idle, Math.max(50, next - Date.now()));
+    const due = Math.max(next ?? 0, this.pausedUntil);
+    const wait = next === undefined && this.pausedUntil <= Date.now() ? idle : Math.min(idle, Math.max(50, due - Date.now()));
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, wait);
       this.wakeUp = () => {
@@ -139,6 +147,15 @@ export class Uploader {
 
   private judge(batch: DeliveryRecord[], result: StowResult): DeliveryOutcome[] {
     const byUid = new Map(result.results.map((r) => [r.sopInstanceUid, r]));
+    const anyStored = result.results.some((r) => r.outcome === 'stored');
+    const receiverDown = !anyStored && (result.httpStatus === 0 || result.httpStatus >= 500 || result.httpStatus === 429);
+    if (receiverDown) {
+      this.failedBatches++;
+      this.pausedUntil = Date.now() + Math.max(this.opts.backoffMs(this.failedBatches - 1), result.retryAfterMs ?? 0);
+    } else if (anyStored) {
+      this.failedBatches = 0;
+      this.pausedUntil = 0;
+    }
     const bytes = batch.reduce((n, d) => n + d.size, 0);
     // Too large (413), or refused whole for a part it does not name (400): smaller batches until
     // the bad instance travels alone and can be judged on its own; grow back after a clean batch.
@@ -149,6 +166,8 @@ export class Uploader {
       if (r?.outcome === 'stored') return { instanceId: d.instanceId, result: 'committed' };
       const detail = r?.detail ?? `not confirmed by the receiver (HTTP ${result.httpStatus})`;
       if (r && !r.retryable) return { instanceId: d.instanceId, result: 'dead-letter', detail };
+      // A receiver that is down says nothing about this instance: it waits with the destination.
+      if (receiverDown) return { instanceId: d.instanceId, result: 'retry', detail };
       const delay = Math.max(this.opts.backoffMs(d.attempts), result.retryAfterMs ?? 0);
       return { instanceId: d.instanceId, result: 'retry', detail, nextAttemptAt: new Date(Date.now() + delay).toISOString() };
     });

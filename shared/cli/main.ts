@@ -2,12 +2,14 @@
 import { readFileSync } from 'node:fs';
 import { ApplianceConfigSchema } from '../config/appliance.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
-import { createLogger } from '../log.ts';
+import { FleetConfigSchema } from '../config/fleet.ts';
+import { createLogger, type Logger } from '../log.ts';
 
 const USAGE = `usage: mbox <command> [--config <file>] [--<key> <value> ...]
 
 commands:
-  appliance     run the box (DICOM receiver, watch folders, store, admin API)
+  appliance     run the box (DICOM receiver, watch folders, store, uplink, admin API)
+  fleet         run the fleet manager (today: the cloud receiver boxes upload to)
   status        print the local box's health and queue
   --version     print the version
 
@@ -22,13 +24,23 @@ async function appliance(argv: string[]): Promise<void> {
   const config = loadConfig(ApplianceConfigSchema, { argv, env: process.env });
   const log = createLogger(config.logLevel);
   const { startAppliance } = await import('../../appliance/appliance.ts');
-  const box = await startAppliance(config, log);
+  stopOnSignals(await startAppliance(config, log), log);
+}
+
+async function fleet(argv: string[]): Promise<void> {
+  const config = loadConfig(FleetConfigSchema, { argv, env: process.env });
+  const log = createLogger(config.logLevel);
+  const { startFleet } = await import('../../fleet/fleet.ts');
+  stopOnSignals(await startFleet(config, log), log);
+}
+
+function stopOnSignals(service: { stop(): Promise<void> }, log: Logger): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
-    box.stop().then(
+    service.stop().then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err }, 'unclean stop');
@@ -48,7 +60,7 @@ async function status(argv: string[]): Promise<void> {
   if (!health.ok) process.exitCode = 1;
 }
 
-const commands: Record<string, (argv: string[]) => Promise<void>> = { appliance, status };
+const commands: Record<string, (argv: string[]) => Promise<void>> = { appliance, fleet, status };
 
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);

@@ -27,7 +27,8 @@ export function decodedPixels(file: string): Buffer {
     const out = join(dir, 'native.dcm');
     const ts = parseFileMeta(readFileSync(file)).transferSyntaxUid;
     const tool = ts.startsWith('1.2.840.10008.1.2.4.8') ? 'dcmdjpls' : ts === '1.2.840.10008.1.2.5' ? 'dcmdrle' : ts.startsWith('1.2.840.10008.1.2.4.') ? 'dcmdjpeg' : 'dcmconv';
-    execFileSync(tool, [...(tool === 'dcmconv' ? ['+te'] : ['+te']), file, out], { stdio: 'pipe' });
+    // -q: dcmtk warns once per odd element; some real files have hundreds of thousands.
+    execFileSync(tool, ['-q', '+te', file, out], { stdio: 'ignore' });
     return nativePixelData(out);
   } finally {
     rmSync(dir, { recursive: true, force: true });

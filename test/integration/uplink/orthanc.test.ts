@@ -35,7 +35,7 @@ async function download(instance: string, to: string): Promise<void> {
 describe('delivery to Orthanc over STOW-RS', () => {
   it('holds the queue while the PACS is down, then delivers every instance once, compressed losslessly', async () => {
     const httpPort = await freePort();
-    box = await startBox(['--destination', `http://127.0.0.1:${httpPort}/dicom-web`, '--destination-syntax', 'jpeg-ls', '--quiet-time-ms', '300']);
+    box = await startBox(['--destination', `http://127.0.0.1:${httpPort}/dicom-web`, '--destination-syntax', 'jpeg-ls', '--destination-retry-max-delay-ms', '2000', '--quiet-time-ms', '300']);
     const series = daikonSeries();
     const split = heudiconvSplit();
     const peer = { port: box.dicomPort, host: '127.0.0.1', calledAe: 'MBOX' };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { transcodeBuffer } from '../../../../appliance/compress/transcode.ts';
-import { findElement, parseTopLevel, PIXEL_DATA, readFragments, readUs } from '../../../../appliance/compress/elements.ts';
+import { findElement, parseTopLevel, PIXEL_DATA, readFragments, readString, readUs } from '../../../../appliance/compress/elements.ts';
 import { parseFileMeta } from '../../../../shared/dicom/header.ts';
 import { gradient, signed16, syntheticImage, type ImageSpec } from './synthetic.ts';
 
@@ -107,9 +107,16 @@ describe.each(TARGETS)('colour, %s', (target) => {
     expect(sub.result.reason).toMatch(/YBR_FULL_422 pixel data is chroma-subsampled/);
   });
 
-  it('takes YBR_FULL as it is', async () => {
+  it('labels the result as PS3.5 wants: RGB for JPEG-LS, YBR_RCT (reversible colour transform) for HTJ2K', async () => {
+    const { output } = await transcodeBuffer(syntheticImage(spec(0)), target);
+    const { dataset, top } = fragmentsOf(output!);
+    expect(readString(dataset, findElement(top, 0x00280004))).toBe(target === 'htj2k' ? 'YBR_RCT' : 'RGB');
+  });
+
+  it(target === 'jpeg-ls' ? 'takes YBR_FULL as it is' : 'leaves YBR_FULL (no colour transform applies to it)', async () => {
     const { result } = await transcodeBuffer(syntheticImage({ ...spec(0), photometric: 'YBR_FULL' }), target);
-    expect(result.outcome).toBe('transcoded');
+    if (target === 'jpeg-ls') expect(result.outcome).toBe('transcoded');
+    else expect(result.reason).toMatch(/YBR_FULL colour: HTJ2K here needs the reversible colour transform/);
   });
 });
 

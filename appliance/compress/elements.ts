@@ -39,6 +39,17 @@ export interface TopLevel {
   end: number;
 }
 
+const ZEROS = Buffer.alloc(64 * 1024);
+
+/** Whether every byte of `buf` is zero (memcmp against a zero block: fast on megabytes of padding). */
+export function allZero(buf: Buffer): boolean {
+  for (let off = 0; off < buf.length; off += ZEROS.length) {
+    const chunk = buf.subarray(off, off + ZEROS.length);
+    if (!chunk.equals(ZEROS.subarray(0, chunk.length))) return false;
+  }
+  return true;
+}
+
 function need(buf: Buffer, off: number, n: number): void {
   if (off + n > buf.length) throw new DatasetError(`truncated: ${n} bytes needed, ${buf.length - off} left`, off);
 }
@@ -104,7 +115,7 @@ export function parseTopLevel(buf: Buffer): TopLevel {
   while (off < buf.length) {
     // Some writers pad files with zeros after the last element (the ingest walker accepts that).
     if (buf.length - off >= 8 && buf.readUInt32LE(off) === 0 && buf.readUInt32LE(off + 4) === 0) {
-      if (buf.subarray(off).every((b) => b === 0)) return { elements, end: off };
+      if (allZero(buf.subarray(off))) return { elements, end: off };
     }
     const h = header(buf, off, true);
     if (h.tag >>> 16 === 0xfffe) throw new DatasetError(`${tagHex(h.tag)} outside a sequence`, off);

@@ -34,25 +34,28 @@ export function rebuildMeta(file: Buffer, datasetOffset: number, transferSyntaxU
 
 /**
  * The dataset with `patches` applied to its top-level elements: a Buffer replaces (or inserts, in
- * tag order) the whole element. Bytes between patches are copied untouched; trailing zero
- * padding (past `top.end`) is dropped.
+ * tag order) the whole element, null removes it. Bytes between patches are copied untouched;
+ * trailing zero padding (past `top.end`) is dropped.
  */
-export function patchDataset(dataset: Buffer, top: TopLevel, patches: ReadonlyMap<number, Buffer>): Buffer[] {
+export function patchDataset(dataset: Buffer, top: TopLevel, patches: ReadonlyMap<number, Buffer | null>): Buffer[] {
   const out: Buffer[] = [];
   const pending = [...patches.entries()].sort((a, b) => a[0] - b[0]);
+  const put = (bytes: Buffer | null) => bytes && out.push(bytes);
   let copyFrom = 0;
   for (const el of top.elements) {
     while (pending.length > 0 && pending[0]![0] < el.tag) {
-      out.push(dataset.subarray(copyFrom, el.start), pending.shift()![1]);
+      out.push(dataset.subarray(copyFrom, el.start));
+      put(pending.shift()![1]);
       copyFrom = el.start;
     }
     if (pending[0]?.[0] === el.tag) {
-      out.push(dataset.subarray(copyFrom, el.start), pending.shift()![1]);
+      out.push(dataset.subarray(copyFrom, el.start));
+      put(pending.shift()![1]);
       copyFrom = el.end;
     }
   }
   out.push(dataset.subarray(copyFrom, top.end));
-  for (const [, bytes] of pending) out.push(bytes);
+  for (const [, bytes] of pending) put(bytes);
   return out.filter((b) => b.length > 0);
 }
 

@@ -123,6 +123,8 @@ export function canonicalize(raw: Uint8Array, pm: PixelModule, planar: boolean):
     const aligned = raw.byteOffset % bytes === 0 ? raw : new Uint8Array(raw.subarray(0, n * bytes));
     src = bytes === 2 ? new Uint16Array(aligned.buffer, aligned.byteOffset, n) : new Uint32Array(aligned.buffer, aligned.byteOffset, n);
   }
+  // Every bit is a pixel bit: nothing to check or mask, and the samples can be used in place.
+  if (pm.bitsStored === pm.bitsAllocated && !(planar && pm.samplesPerPixel > 1)) return src.length === n ? src : src.subarray(0, n);
   const out: Samples = bytes === 1 ? new Uint8Array(n) : bytes === 2 ? new Uint16Array(n) : new Uint32Array(n);
   const mask = pm.bitsStored >= 32 ? 0xffffffff : 2 ** pm.bitsStored - 1;
   const full = bytes === 4 ? 0xffffffff : (1 << (8 * bytes)) - 1;

@@ -4,7 +4,7 @@
 // The top-level Pixel Data value is copied unswapped: its swap depends on Bits Allocated, which
 // the caller knows (see pixels.ts).
 import { createRequire } from 'node:module';
-import { DatasetError, ITEM, ITEM_DELIM, LONG_VRS, PIXEL_DATA, SEQ_DELIM, tagHex, UNDEFINED } from './elements.ts';
+import { allZero, DatasetError, ITEM, ITEM_DELIM, LONG_VRS, PIXEL_DATA, SEQ_DELIM, tagHex, UNDEFINED } from './elements.ts';
 
 interface DcmjsDictionary {
   data: { DicomMetaDictionary: { dictionary: Record<string, { vr: string } | undefined> } };
@@ -99,7 +99,7 @@ function convertElements(ctx: Ctx, off: number, end: number | undefined, depth: 
   while (end === undefined || off < end) {
     const tag = tagAt(ctx, off);
     // Trailing zero padding after the last element is not part of the dataset (see parseTopLevel).
-    if (depth === 0 && tag === 0 && ctx.src.subarray(off).every((b) => b === 0)) return ctx.src.length;
+    if (depth === 0 && tag === 0 && allZero(ctx.src.subarray(off))) return ctx.src.length;
     if (tag === ITEM_DELIM || tag === SEQ_DELIM) {
       if (end !== undefined) throw new DatasetError(`${tagHex(tag)} inside a defined-length item`, off);
       return off;
@@ -169,14 +169,14 @@ function convertSequence(ctx: Ctx, tag: number, off: number, length: number, dep
       off = convertElements(ctx, off, undefined, depth + 1, content);
       if (tagAt(ctx, off) !== ITEM_DELIM) throw new DatasetError(`item in ${tagHex(tag)} is not closed`, off);
       off += 8;
-      items.push(delimiter(ITEM, UNDEFINED), ...content, delimiter(ITEM_DELIM, 0));
     } else {
       off = convertElements(ctx, off, off + itemLength, depth + 1, content);
-      items.push(delimiter(ITEM, total(content)), ...content);
     }
+    items.push(delimiter(ITEM, total(content)), ...content);
   }
-  if (end === undefined) items.push(delimiter(SEQ_DELIM, 0));
-  out.push(head(tag, 'SQ', end === undefined ? UNDEFINED : total(items)), ...items);
+  // A re-encoded dataset keeps none of its bytes anyway: sequences and items get defined lengths,
+  // as dcmtk writes them, 8 bytes smaller per delimiter than undefined ones.
+  out.push(head(tag, 'SQ', total(items)), ...items);
   return end ?? off;
 }
 

@@ -2,7 +2,7 @@
 // encapsulated Pixel Data decoded losslessly with what m-box has (CharLS, OpenJPH, its own RLE).
 import { TS } from '../../shared/dicom/syntax.ts';
 import { CodecError, decodeHtj2k, decodeJpegLs, type Codecs, type Geometry } from './codecs.ts';
-import { readFragments, valueOf, type Element } from './elements.ts';
+import { allZero, readFragments, valueOf, type Element } from './elements.ts';
 import { frameBytes, sampleCount, swapPixelData, type PixelModule } from './pixels.ts';
 import { decodeRleFrame } from './rle.ts';
 
@@ -37,8 +37,9 @@ export function nativeSource(buf: Buffer, el: Element, pm: PixelModule, bigEndia
   const value = bigEndian ? swapPixelData(stored, pm.bitsAllocated, vr ?? el.vr) : stored;
   const need = Math.ceil(frameBytes(pm) * pm.frames);
   if (value.length < need) return `Pixel Data has ${value.length} bytes, Rows × Columns × Samples × Bits Allocated × Frames needs ${need}`;
-  // One pad byte is how an odd value reaches even length; more would be data a codec drops.
-  if (value.length > need + 1) return `Pixel Data has ${value.length - need} bytes more than its ${pm.frames} frame(s) need`;
+  // Bytes past the last frame are dropped by every output: fine for zero padding (an odd value's
+  // pad byte, or a writer's block padding), not for anything else.
+  if (value.length > need && !allZero(value.subarray(need))) return `Pixel Data has ${value.length - need} non-padding bytes past its ${pm.frames} frame(s)`;
   const size = frameBytes(pm);
   return {
     frames: pm.frames,

@@ -88,9 +88,12 @@ async function prepare(file: Buffer, sourceUid: string, datasetOffset: number): 
 const pixelVr = (pm: PixelModule): string => (pm.bitsAllocated > 8 ? 'OW' : 'OB');
 
 /** The new Pixel Data and attribute patches, plus the source pixels' hash. */
-async function encode(p: Prepared, target: Exclude<TargetSyntax, 'as-received'>, timings: TranscodeTimings): Promise<{ patches: Map<number, Buffer>; hash: string; pmOut: PixelModule }> {
+async function encode(p: Prepared, target: Exclude<TargetSyntax, 'as-received'>, timings: TranscodeTimings): Promise<{ patches: Map<number, Buffer | null>; hash: string; pmOut: PixelModule }> {
   const { pm, source, dataset, top } = p;
-  const patches = new Map<number, Buffer>();
+  const patches = new Map<number, Buffer | null>();
+  // An Extended Offset Table (and its lengths) describes the source's fragments, not the new ones.
+  patches.set(0x7fe00001, null);
+  patches.set(0x7fe00002, null);
   if (source.photometric) patches.set(TAG_PHOTOMETRIC, elementBytes(TAG_PHOTOMETRIC, 'CS', Buffer.from(source.photometric, 'latin1')));
   if (target === 'explicit-le' && source.nativeValue) {
     // Native to native: the stored bytes go across as they are (only byte order may change).

@@ -139,3 +139,18 @@ describe('codec-specific limits', () => {
     for (const target of TARGETS) expect((await transcodeBuffer(file, target)).result.outcome).toBe('transcoded');
   });
 });
+
+describe('Pixel Data longer than its frames', () => {
+  const base = () => Uint16Array.from(gradient(R * C + 64, 12));
+  it('drops zero padding after the last frame', async () => {
+    const px = base();
+    px.fill(0, R * C);
+    const { result } = await transcodeBuffer(syntheticImage(mono16(12, px)), 'jpeg-ls');
+    expect(result.outcome).toBe('transcoded');
+  });
+
+  it('leaves the object when the extra bytes hold anything', async () => {
+    const { result } = await transcodeBuffer(syntheticImage(mono16(12, base())), 'jpeg-ls');
+    expect(result.reason).toMatch(/Pixel Data has 128 non-padding bytes past its 1 frame\(s\)/);
+  });
+});

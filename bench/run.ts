@@ -19,6 +19,17 @@ const BENCHES: Bench[] = [
       return !result.failed;
     },
   },
+  { name: 'compress', description: 'JPEG-LS / HTJ2K transcoding vs zstd, gzip -6 and dcmcjpls: bytes on the wire, MB/s on one core (--rounds N, --exclude PATH-PART, --all, --manifest PATH)', run: async (argv) => (await import('./compress.ts')).runCompressCli(argv) },
+  {
+    name: 'uplink',
+    description: 'STOW-RS upload to Orthanc over a shaped veth line in a netns, needs root (--rate-mbit N, --rounds N, --cuts MS[,MS]|none, --cut-at FRACTION, --quiet-time-ms N, --syntax S, --categories a,b, --manifest PATH, --work-dir DIR)',
+    async run(argv) {
+      const { parseUplinkArgs, reportUplink, runUplinkBench } = await import('./uplink.ts');
+      const result = await runUplinkBench(parseUplinkArgs(argv));
+      await reportUplink(result);
+      return !result.failed;
+    },
+  },
 ];
 
 function usage(): string {

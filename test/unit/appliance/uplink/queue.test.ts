@@ -159,4 +159,26 @@ describe('upload queue', () => {
     expect(held.state).toBe('held');
     expect(existsSync(join(store.dataDir, held.path))).toBe(true);
   });
+
+  it('keeps one queue per destination; an instance is committed only when every destination confirmed it', async () => {
+    const store = await fill(3);
+    const config = loadConfig(ApplianceConfigSchema, { argv: [] });
+    const base = destinations()[0]!;
+    config.destinations = [
+      { ...base, name: 'cloud-a', syntax: 'jpeg-ls' },
+      { ...base, name: 'cloud-b', syntax: 'as-received' },
+    ];
+    const syntaxes: string[] = [];
+    const spy: Transcoder = { ...unchanged, transcode: async (req) => (syntaxes.push(req.target), unchanged.transcode(req)) };
+    await new Preparer({ store, transcoder: spy, destinations: destinationsOf(config), log, parallel: 1 }).start();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(new Set(syntaxes)).toEqual(new Set(['jpeg-ls', 'as-received']));
+    const a = new Uploader({ destination: 'cloud-a', store, sender: receiver((b) => stored(b)), log, maxBatchBytes: 1 << 20, maxBatchCount: 10, concurrency: 1, isOpen: () => true, backoffMs: () => 10 });
+    await runUntil(a, async () => (await store.deliveries.summaries()).find((d) => d.destination === 'cloud-a')?.committed === 3);
+    expect((await store.queueSummary()).byState).toEqual({ queued: 3 }); // cloud-b has not confirmed yet
+    const b = new Uploader({ destination: 'cloud-b', store, sender: receiver((x) => stored(x)), log, maxBatchBytes: 1 << 20, maxBatchCount: 10, concurrency: 1, isOpen: () => true, backoffMs: () => 10 });
+    await runUntil(b, async () => (await store.queueSummary()).byState.committed === 3);
+    expect((await store.queueSummary()).byState).toEqual({ committed: 3 });
+    expect((await store.get('1.0'))?.history.at(-1)).toMatchObject({ event: 'committed', detail: 'cloud-a, cloud-b' });
+  });
 });

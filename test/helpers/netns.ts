@@ -10,14 +10,9 @@
 // actions are not needed (this kernel has none of them): a cut is a pair of policy-routing
 // blackhole rules for TCP inside the namespace.
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ORTHANC_BIN, ORTHANC_DICOMWEB_PLUGIN, type OrthancInstance, type OrthancOptions } from './orthanc.ts';
-import { earlyExitError, spawnPeer, waitUntil } from './ports.ts';
+import { startOrthanc, type OrthancInstance, type OrthancOptions } from './orthanc.ts';
 
 const run = promisify(execFile);
 const IP = 'ip';
@@ -367,87 +362,14 @@ export async function createShapedLink(opts: ShapedLinkOptions): Promise<ShapedL
   return link;
 }
 
-function tryConnect(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = connect({ host, port });
-    const done = (ok: boolean): void => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(1000, () => done(false));
-    sock.once('connect', () => done(true));
-    sock.once('error', () => done(false));
-  });
-}
 
 /**
- * startOrthanc's twin for the namespace: Orthanc runs inside it (`ip netns exec`), listens on its
- * own well-known ports there (the namespace is ours alone) and is reached at the namespace's
- * address, across the shaped line. Remote access is on: clients come from the root side's address.
+ * Orthanc inside the namespace (`ip netns exec`), on its own well-known ports there (the namespace
+ * is ours alone), reached at the namespace's address across the shaped line.
  */
-export async function startOrthancIn(link: ShapedLink, opts: Omit<OrthancOptions, 'httpPort'> & { httpPort?: number } = {}): Promise<OrthancInstance> {
-  const aet = opts.aet ?? 'ORTHANC';
-  const dir = await mkdtemp(join(opts.parentDir ?? tmpdir(), 'mbox-orthanc-ns-'));
-  const httpPort = opts.httpPort ?? 8042;
-  const dicomPort = 4242;
-  const plugins = [...(opts.dicomWeb ? [ORTHANC_DICOMWEB_PLUGIN] : []), ...(opts.plugins ?? [])];
-  const config: Record<string, unknown> = {
-    Name: `mbox-test-${aet}`,
-    StorageDirectory: join(dir, 'storage'),
-    IndexDirectory: join(dir, 'index'),
-    StorageCompression: false,
-    DicomAet: aet,
-    DicomPort: dicomPort,
-    HttpPort: httpPort,
-    RemoteAccessAllowed: true,
-    AuthenticationEnabled: false,
-    DicomCheckCalledAet: false,
-    DicomAlwaysAllowStore: true,
-    DicomAlwaysAllowEcho: true,
-    AcceptedTransferSyntaxes: ['1.2.840.10008.1.*'],
-    UnknownSopClassAccepted: true,
-    DicomModalities: opts.modalities ?? {},
-    Plugins: plugins,
-    SaveJobs: false,
-    ...(opts.dicomWeb ? { DicomWeb: { Enable: true, Root: '/dicom-web/', EnableWado: true, Host: link.nsAddress, Ssl: false } } : {}),
-    ...opts.config,
-  };
-  await mkdir(join(dir, 'storage'));
-  await mkdir(join(dir, 'index'));
-  const configPath = join(dir, 'orthanc.json');
-  await writeFile(configPath, JSON.stringify(config, null, 2));
-  const url = `http://${link.nsAddress}:${httpPort}`;
-  const started = performance.now();
-  const [cmd, args] = link.execArgs(ORTHANC_BIN, [...(opts.verbose ? ['--verbose'] : []), configPath]);
-  const peer = spawnPeer(cmd, args, { cwd: dir, scratchDir: dir });
-  const getJson = async <T>(path: string): Promise<T> => {
-    const res = await fetch(url + path, { signal: AbortSignal.timeout(10_000) });
-    if (!res.ok) throw new Error(`Orthanc GET ${path}: HTTP ${res.status} ${await res.text()}`);
-    return (await res.json()) as T;
-  };
-  const stop = async (): Promise<void> => {
-    await peer.stop(10_000);
-    await rm(dir, { recursive: true, force: true });
-  };
-  try {
-    const timeout = opts.startTimeoutMs ?? 30_000;
-    const abort = (): Error | null => earlyExitError('Orthanc (in netns)', peer);
-    await waitUntil(async () => (await fetch(`${url}/system`, { signal: AbortSignal.timeout(2000) })).ok, timeout, `Orthanc HTTP ${url}/system`, abort);
-    await waitUntil(() => tryConnect(link.nsAddress, dicomPort), timeout, `Orthanc DICOM ${link.nsAddress}:${dicomPort}`, abort);
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return {
-    aet,
-    dicomPort,
-    httpPort,
-    url,
-    dir,
-    config,
-    startupMs: performance.now() - started,
-    getJson,
-    instanceCount: async () => (await getJson<{ CountInstances: number }>('/statistics')).CountInstances,
-    stop,
-  };
+export async function startOrthancIn(link: ShapedLink, opts: Omit<OrthancOptions, 'httpPort' | 'placement'> & { httpPort?: number } = {}): Promise<OrthancInstance> {
+  return startOrthanc({
+    ...opts,
+    placement: { host: link.nsAddress, dicomPort: 4242, httpPort: opts.httpPort ?? 8042, exec: (cmd, args) => link.execArgs(cmd, args) },
+  });
 }

@@ -29,6 +29,11 @@ export interface OrthancOptions {
   verbose?: boolean;
   /** Listen on this HTTP port (e.g. where an uploader is already pointed) instead of a free one. */
   httpPort?: number;
+  /**
+   * Run Orthanc elsewhere than the root namespace on loopback: `exec` wraps the command (e.g.
+   * `ip netns exec`), clients reach it at `host`, on fixed ports (the namespace is ours alone).
+   */
+  placement?: { host: string; dicomPort: number; httpPort: number; exec: (cmd: string, args: string[]) => [string, string[]] };
 }
 
 export interface OrthancInstance {
@@ -52,8 +57,10 @@ export interface OrthancInstance {
 export async function startOrthanc(opts: OrthancOptions = {}): Promise<OrthancInstance> {
   const aet = opts.aet ?? 'ORTHANC';
   const dir = await mkdtemp(join(opts.parentDir ?? tmpdir(), 'mbox-orthanc-'));
-  const [dicomPort, freeHttp] = await twoFreePorts();
-  const httpPort = opts.httpPort ?? freeHttp;
+  const [freeDicom, freeHttp] = opts.placement ? [opts.placement.dicomPort, opts.placement.httpPort] : await twoFreePorts();
+  const dicomPort = freeDicom;
+  const httpPort = opts.placement?.httpPort ?? opts.httpPort ?? freeHttp;
+  const host = opts.placement?.host ?? LOOPBACK;
   const plugins = [...(opts.dicomWeb ? [ORTHANC_DICOMWEB_PLUGIN] : []), ...(opts.plugins ?? [])];
   const config: Record<string, unknown> = {
     Name: `mbox-test-${aet}`,
@@ -64,7 +71,8 @@ export async function startOrthanc(opts: OrthancOptions = {}): Promise<OrthancIn
     DicomAet: aet,
     DicomPort: dicomPort,
     HttpPort: httpPort,
-    RemoteAccessAllowed: false,
+    // Inside a namespace the box connects from the other end of the veth, not from loopback.
+    RemoteAccessAllowed: Boolean(opts.placement),
     AuthenticationEnabled: false,
     DicomCheckCalledAet: false,
     DicomAlwaysAllowStore: true,
@@ -76,7 +84,7 @@ export async function startOrthanc(opts: OrthancOptions = {}): Promise<OrthancIn
     Plugins: plugins,
     // Persisted job history only adds writes unrelated to what tests look at.
     SaveJobs: false,
-    ...(opts.dicomWeb ? { DicomWeb: { Enable: true, Root: '/dicom-web/', EnableWado: true, Host: LOOPBACK, Ssl: false } } : {}),
+    ...(opts.dicomWeb ? { DicomWeb: { Enable: true, Root: '/dicom-web/', EnableWado: true, Host: host, Ssl: false } } : {}),
     ...opts.config,
   };
   await mkdir(join(dir, 'storage'));
@@ -84,11 +92,13 @@ export async function startOrthanc(opts: OrthancOptions = {}): Promise<OrthancIn
   const configPath = join(dir, 'orthanc.json');
   await writeFile(configPath, JSON.stringify(config, null, 2));
 
-  const url = `http://${LOOPBACK}:${httpPort}`;
+  const url = `http://${host}:${httpPort}`;
   const started = performance.now();
   // Orthanc is launched directly, never through /etc/init.d/orthanc, so the package's system
   // instance (port 4242/8042, /var/lib/orthanc) is neither needed nor touched.
-  const peer = spawnPeer(ORTHANC_BIN, [...(opts.verbose ? ['--verbose'] : []), configPath], { cwd: dir, scratchDir: dir });
+  const argv = [...(opts.verbose ? ['--verbose'] : []), configPath];
+  const [cmd, args] = opts.placement ? opts.placement.exec(ORTHANC_BIN, argv) : [ORTHANC_BIN, argv];
+  const peer = spawnPeer(cmd, args, { cwd: dir, scratchDir: dir });
   const getJson = async <T>(path: string): Promise<T> => {
     const res = await fetch(url + path, { signal: AbortSignal.timeout(10_000) });
     if (!res.ok) throw new Error(`Orthanc GET ${path}: HTTP ${res.status} ${await res.text()}`);
@@ -103,7 +113,7 @@ export async function startOrthanc(opts: OrthancOptions = {}): Promise<OrthancIn
     const abort = (): Error | null => earlyExitError('Orthanc', peer);
     await waitUntil(async () => (await fetch(`${url}/system`, { signal: AbortSignal.timeout(2000) })).ok, timeout, `Orthanc HTTP ${url}/system`, abort);
     // The REST API can come up before the DICOM listener; senders need both.
-    await waitForPort(dicomPort, timeout, abort);
+    await waitForPort(dicomPort, timeout, abort, host);
   } catch (err) {
     await stop();
     throw err;

@@ -21,9 +21,9 @@ export function freePort(): Promise<number> {
   });
 }
 
-function tryConnect(port: number): Promise<boolean> {
+function tryConnect(port: number, host: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const sock = connect({ host: LOOPBACK, port });
+    const sock = connect({ host, port });
     const done = (ok: boolean): void => {
       sock.destroy();
       resolve(ok);
@@ -38,8 +38,8 @@ function tryConnect(port: number): Promise<boolean> {
  * Resolves once something accepts TCP connections on 127.0.0.1:port. `abort` is polled too, so a
  * caller waiting for its own child can fail fast when the child has died.
  */
-export async function waitForPort(port: number, timeoutMs = 10_000, abort?: () => Error | null): Promise<void> {
-  await waitUntil(() => tryConnect(port), timeoutMs, `port ${port}`, abort);
+export async function waitForPort(port: number, timeoutMs = 10_000, abort?: () => Error | null, host = LOOPBACK): Promise<void> {
+  await waitUntil(() => tryConnect(port, host), timeoutMs, `port ${host}:${port}`, abort);
 }
 
 /** Polls `check` until it returns true; a thrown error counts as "not yet". */

@@ -1,14 +1,15 @@
 // Element-level access to explicit VR little endian datasets: where each top-level element lies,
 // its small values, the fragments of encapsulated pixel data, and writers for new elements. The
 // transcoder copies every byte it does not need to change, so it only ever needs offsets.
+import { elementBytes, LONG_VRS } from '../../shared/dicom/encode.ts';
+
+export { elementBytes, LONG_VRS };
 
 export const UNDEFINED = 0xffffffff;
 export const ITEM = 0xfffee000;
 export const ITEM_DELIM = 0xfffee00d;
 export const SEQ_DELIM = 0xfffee0dd;
 export const PIXEL_DATA = 0x7fe00010;
-/** Explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2). */
-export const LONG_VRS: ReadonlySet<string> = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
 
 /** The dataset cannot be walked: the object goes as received, this message is the reason. */
 export class DatasetError extends Error {
@@ -179,20 +180,6 @@ export function readFragments(buf: Buffer, el: Element): Fragments {
   return { offsets, fragments };
 }
 
-/** An explicit VR little endian element; odd values are padded as their VR requires. */
-export function elementBytes(tag: number, vr: string, value: Buffer): Buffer {
-  const pad = value.length % 2 === 1 ? Buffer.from([['UI', 'OB', 'UN'].includes(vr) ? 0 : 0x20]) : undefined;
-  const length = value.length + (pad ? 1 : 0);
-  const long = LONG_VRS.has(vr);
-  if (!long && length > 0xffff) throw new RangeError(`${tagHex(tag)} value of ${length} bytes does not fit VR ${vr}`);
-  const head = Buffer.alloc(long ? 12 : 8);
-  head.writeUInt16LE(tag >>> 16, 0);
-  head.writeUInt16LE(tag & 0xffff, 2);
-  head.write(vr, 4, 'latin1');
-  if (long) head.writeUInt32LE(length, 8);
-  else head.writeUInt16LE(length, 6);
-  return Buffer.concat(pad ? [head, value, pad] : [head, value]);
-}
 
 function itemHeader(tag: number, length: number): Buffer {
   const b = Buffer.alloc(8);

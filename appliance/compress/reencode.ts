@@ -4,6 +4,7 @@
 // The top-level Pixel Data value is copied unswapped: its swap depends on Bits Allocated, which
 // the caller knows (see pixels.ts).
 import { createRequire } from 'node:module';
+import { elementHeader as head } from '../../shared/dicom/encode.ts';
 import { allZero, DatasetError, ITEM, ITEM_DELIM, LONG_VRS, PIXEL_DATA, SEQ_DELIM, tagHex, UNDEFINED } from './elements.ts';
 
 interface DcmjsDictionary {
@@ -70,16 +71,6 @@ function u32(ctx: Ctx, off: number): number {
 }
 const tagAt = (ctx: Ctx, off: number): number => ((u16(ctx, off) << 16) | u16(ctx, off + 2)) >>> 0;
 
-function head(tag: number, vr: string, length: number): Buffer {
-  const long = LONG_VRS.has(vr);
-  const b = Buffer.alloc(long ? 12 : 8);
-  b.writeUInt16LE(tag >>> 16, 0);
-  b.writeUInt16LE(tag & 0xffff, 2);
-  b.write(vr, 4, 'latin1');
-  if (long) b.writeUInt32LE(length, 8);
-  else b.writeUInt16LE(length, 6);
-  return b;
-}
 
 function delimiter(tag: number, length: number): Buffer {
   const b = Buffer.alloc(8);

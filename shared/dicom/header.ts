@@ -1,5 +1,6 @@
 // Turns a walked dataset into the indexed header, and reads/writes the Part 10 file meta group.
 import type { DicomHeader } from '../types/store.ts';
+import { elementBytes } from './encode.ts';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './syntax.ts';
 import { DicomStructureError, tagString, type WalkResult } from './walker.ts';
 
@@ -138,36 +139,23 @@ export function parseFileMeta(head: Buffer): FileMeta {
   };
 }
 
-function element(group: number, elem: number, vr: string, value: Buffer): Buffer {
-  const head = Buffer.alloc(vr === 'OB' ? 12 : 8);
-  head.writeUInt16LE(group, 0);
-  head.writeUInt16LE(elem, 2);
-  head.write(vr, 4, 'latin1');
-  if (vr === 'OB') head.writeUInt32LE(value.length, 8);
-  else head.writeUInt16LE(value.length, 6);
-  return Buffer.concat([head, value]);
-}
-
-function padded(text: string, pad: string): Buffer {
-  return Buffer.from(text.length % 2 === 1 ? text + pad : text, 'latin1');
-}
-
 /**
  * Preamble and file meta group for a dataset received over the network. Deliberately holds
  * nothing about the sender, so identical datasets give identical files.
  */
 export function buildFileMeta(sopClassUid: string, sopInstanceUid: string, transferSyntaxUid: string): Buffer {
+  const text = (s: string) => Buffer.from(s, 'latin1');
   const body = Buffer.concat([
-    element(0x0002, 0x0001, 'OB', Buffer.from([0x00, 0x01])),
-    element(0x0002, 0x0002, 'UI', padded(sopClassUid, '\0')),
-    element(0x0002, 0x0003, 'UI', padded(sopInstanceUid, '\0')),
-    element(0x0002, 0x0010, 'UI', padded(transferSyntaxUid, '\0')),
-    element(0x0002, 0x0012, 'UI', padded(IMPLEMENTATION_CLASS_UID, '\0')),
-    element(0x0002, 0x0013, 'SH', padded(IMPLEMENTATION_VERSION_NAME, ' ')),
+    elementBytes(0x00020001, 'OB', Buffer.from([0x00, 0x01])),
+    elementBytes(0x00020002, 'UI', text(sopClassUid)),
+    elementBytes(0x00020003, 'UI', text(sopInstanceUid)),
+    elementBytes(0x00020010, 'UI', text(transferSyntaxUid)),
+    elementBytes(0x00020012, 'UI', text(IMPLEMENTATION_CLASS_UID)),
+    elementBytes(0x00020013, 'SH', text(IMPLEMENTATION_VERSION_NAME)),
   ]);
   const groupLength = Buffer.alloc(4);
   groupLength.writeUInt32LE(body.length, 0);
   const preamble = Buffer.alloc(132);
   preamble.write('DICM', 128, 'latin1');
-  return Buffer.concat([preamble, element(0x0002, 0x0000, 'UL', groupLength), body]);
+  return Buffer.concat([preamble, elementBytes(0x00020000, 'UL', groupLength), body]);
 }

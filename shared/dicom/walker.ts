@@ -4,6 +4,7 @@
 // length fits, every undefined-length sequence and item is closed, pixel data fragments are
 // well formed) and collects a handful of top-level attributes, without ever holding more than
 // one element header or one small value in memory. Values are skipped, not decoded.
+import { LONG_VRS } from './encode.ts';
 
 export class DicomStructureError extends Error {
   readonly offset: number;
@@ -19,8 +20,6 @@ const ITEM = 0xfffee000;
 const ITEM_DELIM = 0xfffee00d;
 const SEQ_DELIM = 0xfffee0dd;
 export const PIXEL_DATA = 0x7fe00010;
-/** VRs whose explicit encoding has a 2-byte reserved field and a 4-byte length. */
-const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'UC', 'UN', 'UR', 'UT', 'SV', 'UV']);
 const MAX_COLLECTED = 4096;
 
 interface Frame {

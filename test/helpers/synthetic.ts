@@ -3,20 +3,11 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
+import { elementBytes as el, elementHeader } from '../../shared/dicom/encode.ts';
 import { buildFileMeta } from '../../shared/dicom/header.ts';
 
 export const newUid = (): string => `2.25.${BigInt(`0x${randomUUID().replace(/-/g, '')}`).toString()}`;
 
-function el(group: number, element: number, vr: string, value: Buffer): Buffer {
-  const long = ['OB', 'OW', 'SQ', 'UN', 'UT'].includes(vr);
-  const head = Buffer.alloc(long ? 12 : 8);
-  head.writeUInt16LE(group, 0);
-  head.writeUInt16LE(element, 2);
-  head.write(vr, 4, 'latin1');
-  if (long) head.writeUInt32LE(value.length, 8);
-  else head.writeUInt16LE(value.length, 6);
-  return Buffer.concat([head, value]);
-}
 const str = (s: string, pad = ' ') => Buffer.from(s.length % 2 ? s + pad : s, 'latin1');
 const us = (n: number) => {
   const b = Buffer.alloc(2);
@@ -42,29 +33,25 @@ export async function writeSyntheticDicom(path: string, opts: SyntheticOptions):
   const ts = '1.2.840.10008.1.2.1';
   const frameBytes = rows * columns * 2;
   const header = Buffer.concat([
-    el(0x0008, 0x0016, 'UI', str(sopClass, '\0')),
-    el(0x0008, 0x0018, 'UI', str(sop, '\0')),
-    el(0x0008, 0x0060, 'CS', str('OT')),
-    el(0x0010, 0x0010, 'PN', str('SYNTHETIC^LARGE')),
-    el(0x0010, 0x0020, 'LO', str('SYN001')),
-    el(0x0020, 0x000d, 'UI', str(opts.studyInstanceUid ?? newUid(), '\0')),
-    el(0x0020, 0x000e, 'UI', str(opts.seriesInstanceUid ?? newUid(), '\0')),
-    el(0x0020, 0x0013, 'IS', str('1')),
-    el(0x0028, 0x0002, 'US', us(1)),
-    el(0x0028, 0x0004, 'CS', str('MONOCHROME2')),
-    el(0x0028, 0x0008, 'IS', str(String(opts.frames))),
-    el(0x0028, 0x0010, 'US', us(rows)),
-    el(0x0028, 0x0011, 'US', us(columns)),
-    el(0x0028, 0x0100, 'US', us(16)),
-    el(0x0028, 0x0101, 'US', us(16)),
-    el(0x0028, 0x0102, 'US', us(15)),
-    el(0x0028, 0x0103, 'US', us(0)),
+    el(0x00080016, 'UI', str(sopClass, '\0')),
+    el(0x00080018, 'UI', str(sop, '\0')),
+    el(0x00080060, 'CS', str('OT')),
+    el(0x00100010, 'PN', str('SYNTHETIC^LARGE')),
+    el(0x00100020, 'LO', str('SYN001')),
+    el(0x0020000d, 'UI', str(opts.studyInstanceUid ?? newUid(), '\0')),
+    el(0x0020000e, 'UI', str(opts.seriesInstanceUid ?? newUid(), '\0')),
+    el(0x00200013, 'IS', str('1')),
+    el(0x00280002, 'US', us(1)),
+    el(0x00280004, 'CS', str('MONOCHROME2')),
+    el(0x00280008, 'IS', str(String(opts.frames))),
+    el(0x00280010, 'US', us(rows)),
+    el(0x00280011, 'US', us(columns)),
+    el(0x00280100, 'US', us(16)),
+    el(0x00280101, 'US', us(16)),
+    el(0x00280102, 'US', us(15)),
+    el(0x00280103, 'US', us(0)),
   ]);
-  const pixelHead = Buffer.alloc(12);
-  pixelHead.writeUInt16LE(0x7fe0, 0);
-  pixelHead.writeUInt16LE(0x0010, 2);
-  pixelHead.write('OW', 4, 'latin1');
-  pixelHead.writeUInt32LE(frameBytes * opts.frames, 8);
+  const pixelHead = elementHeader(0x7fe00010, 'OW', frameBytes * opts.frames);
 
   const out = createWriteStream(path);
   out.write(buildFileMeta(sopClass, sop, ts));

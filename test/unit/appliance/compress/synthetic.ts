@@ -1,6 +1,7 @@
 // Small synthetic images for the cases the real test data lacks: Bits Stored below Bits
 // Allocated (signed and unsigned, clean and dirty high bits), colour-by-plane, many frames.
 import { buildFileMeta } from '../../../../shared/dicom/header.ts';
+import { elementBytes as el } from '../../../../shared/dicom/encode.ts';
 
 export interface ImageSpec {
   rows: number;
@@ -17,16 +18,6 @@ export interface ImageSpec {
   transferSyntaxUid?: string;
 }
 
-function el(tag: number, vr: string, value: Buffer): Buffer {
-  const long = ['OB', 'OW', 'SQ', 'UN', 'UT'].includes(vr);
-  const head = Buffer.alloc(long ? 12 : 8);
-  head.writeUInt16LE(tag >>> 16, 0);
-  head.writeUInt16LE(tag & 0xffff, 2);
-  head.write(vr, 4, 'latin1');
-  if (long) head.writeUInt32LE(value.length, 8);
-  else head.writeUInt16LE(value.length, 6);
-  return Buffer.concat([head, value]);
-}
 const str = (s: string, pad = ' ') => Buffer.from(s.length % 2 ? s + pad : s, 'latin1');
 const us = (n: number) => {
   const b = Buffer.alloc(2);

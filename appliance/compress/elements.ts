@@ -1,7 +1,7 @@
 // Element-level access to explicit VR little endian datasets: where each top-level element lies,
 // its small values, the fragments of encapsulated pixel data, and writers for new elements. The
 // transcoder copies every byte it does not need to change, so it only ever needs offsets.
-import { elementBytes, LONG_VRS } from '../../shared/dicom/encode.ts';
+import { elementBytes, itemHeader, LONG_VRS } from '../../shared/dicom/encode.ts';
 
 export { elementBytes, LONG_VRS };
 
@@ -180,14 +180,6 @@ export function readFragments(buf: Buffer, el: Element): Fragments {
   return { offsets, fragments };
 }
 
-
-function itemHeader(tag: number, length: number): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeUInt16LE(tag >>> 16, 0);
-  b.writeUInt16LE(tag & 0xffff, 2);
-  b.writeUInt32LE(length, 4);
-  return b;
-}
 
 /**
  * Encapsulated Pixel Data (PS3.5 A.4): OB, undefined length, a filled Basic Offset Table, one

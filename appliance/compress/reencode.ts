@@ -4,7 +4,7 @@
 // The top-level Pixel Data value is copied unswapped: its swap depends on Bits Allocated, which
 // the caller knows (see pixels.ts).
 import { createRequire } from 'node:module';
-import { elementHeader as head } from '../../shared/dicom/encode.ts';
+import { elementHeader as head, itemHeader as delimiter } from '../../shared/dicom/encode.ts';
 import { allZero, DatasetError, ITEM, ITEM_DELIM, LONG_VRS, PIXEL_DATA, SEQ_DELIM, tagHex, UNDEFINED } from './elements.ts';
 
 interface DcmjsDictionary {
@@ -71,14 +71,6 @@ function u32(ctx: Ctx, off: number): number {
 }
 const tagAt = (ctx: Ctx, off: number): number => ((u16(ctx, off) << 16) | u16(ctx, off + 2)) >>> 0;
 
-
-function delimiter(tag: number, length: number): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeUInt16LE(tag >>> 16, 0);
-  b.writeUInt16LE(tag & 0xffff, 2);
-  b.writeUInt32LE(length, 4);
-  return b;
-}
 
 const total = (parts: Buffer[]): number => parts.reduce((n, p) => n + p.length, 0);
 

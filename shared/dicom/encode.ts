@@ -25,3 +25,12 @@ export function elementBytes(tag: number, vr: string, value: Buffer): Buffer {
   const head = elementHeader(tag, vr, length);
   return Buffer.concat(pad ? [head, value, pad] : [head, value]);
 }
+
+/** An item or delimiter tag (group FFFE): the tag and a 4-byte length, no VR in any syntax. */
+export function itemHeader(tag: number, length: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeUInt16LE(tag >>> 16, 0);
+  b.writeUInt16LE(tag & 0xffff, 2);
+  b.writeUInt32LE(length, 4);
+  return b;
+}

@@ -4,7 +4,7 @@
 # no system Orthanc is running, because tests start their own Orthanc on loopback ports.
 set -euo pipefail
 
-PACKAGES=(dcmtk orthanc orthanc-dicomweb orthanc-gdcm libgdcm-tools python3-pydicom tmux iproute2)
+PACKAGES=(dcmtk orthanc orthanc-dicomweb orthanc-gdcm libgdcm-tools python3-pydicom tmux iproute2 mosquitto chromium)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -90,6 +90,10 @@ export const ApplianceConfigSchema = Type.Object(
     destinations: Type.Array(DestinationSchema, { default: [] }),
     retentionHours: Type.Number({ minimum: 0, default: 72, description: 'local copies of committed instances are removed after this long' }),
     compressWorkers: Type.Integer({ minimum: 0, maximum: 16, default: 1, description: 'worker threads for transcoding (0: one per core minus one)' }),
+    fleetUrl: Type.Optional(Type.String({ pattern: '^https://', description: 'fleet manager to enrol with and report to' })),
+    enrolToken: Type.Optional(Type.String({ description: 'one-time enrolment token from `mbox token create` (needed once)' })),
+    fleetCa: Type.Optional(Type.String({ description: "PEM file of the fleet CA, instead of the pin inside the enrolment token" })),
+    telemetryIntervalMs: Type.Integer({ minimum: 1000, maximum: 3600000, default: 30000, description: 'how often the box reports telemetry to the fleet' }),
     logLevel: Type.Union(
       [Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')],
       { default: 'info' },

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real DICOM peers the integration tests talk to (dcmtk, Orthanc + plugins, gdcm,
-# pydicom's test files) on Debian 12. Idempotent: when everything is installed it only makes sure
+# Installs the real peers the integration tests talk to (dcmtk, Orthanc + plugins, gdcm, pydicom's
+# test files, mosquitto, chromium for the dashboard) on Debian 12. Idempotent: when everything is installed it only makes sure
 # no system Orthanc is running, because tests start their own Orthanc on loopback ports.
 set -euo pipefail
 
@@ -35,15 +35,18 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-# The system service (if any) would hold 4242/8042 and collide with the tests' own Orthanc.
+# The system services (if any) would hold 4242/8042 and 1883 and collide with the tests' own
+# Orthanc and mosquitto instances, which run on free loopback ports.
 if as_root; then
-  if [[ -d /run/systemd/system ]]; then
-    systemctl disable --now orthanc.service >/dev/null 2>&1 || true
-  fi
-  if [[ -x /etc/init.d/orthanc ]]; then
-    /etc/init.d/orthanc stop >/dev/null 2>&1 || true
-    update-rc.d orthanc disable >/dev/null 2>&1 || true
-  fi
+  for svc in orthanc mosquitto; do
+    if [[ -d /run/systemd/system ]]; then
+      systemctl disable --now "$svc.service" >/dev/null 2>&1 || true
+    fi
+    if [[ -x /etc/init.d/$svc ]]; then
+      "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+      update-rc.d "$svc" disable >/dev/null 2>&1 || true
+    fi
+  done
   # Only the packaged instance runs as the 'orthanc' user; test instances run as us.
   if id orthanc >/dev/null 2>&1; then
     for pid in $(pgrep -u orthanc -x Orthanc || true); do

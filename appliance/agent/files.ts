@@ -96,7 +96,9 @@ export async function saveEnrolment(dataDir: string, meta: IdentityMeta, certPem
 
 /** Stage 1 of a renewal: the new key, durable before its CSR leaves the box. */
 export async function stageRenewalKey(dataDir: string, keyPem: string): Promise<void> {
-  await writeFileDurable(agentPaths(dataDir).keyNext, keyPem, 0o600);
+  const p = agentPaths(dataDir);
+  await mkdir(p.dir, { recursive: true, mode: 0o700 });
+  await writeFileDurable(p.keyNext, keyPem, 0o600);
 }
 
 /** Stage 2 and commit: the new certificate (and metadata), then the renames that swap the pair. */
@@ -111,7 +113,7 @@ export async function commitRenewal(dataDir: string, meta: IdentityMeta, certPem
 }
 
 /** Finishes a renewal whose certificate is staged; otherwise drops staged leftovers. */
-async function recoverRenewal(dataDir: string): Promise<void> {
+export async function recoverRenewal(dataDir: string): Promise<void> {
   const p = agentPaths(dataDir);
   if (await exists(p.certNext)) {
     if (await exists(p.keyNext)) await rename(p.keyNext, p.key);

@@ -1,12 +1,12 @@
 // Certificate renewal: with a third of its lifetime left the box makes a new key, asks the fleet
 // (over mutual TLS with the current certificate) to certify it, and swaps the pair on disk only
 // once the new one is complete (files.ts). The old pair keeps working until then.
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { Logger } from '../../shared/log.ts';
 import { ENROL_PATHS, type RenewRequest } from '../../shared/fleet/enrol.ts';
 import { CERT_BACKDATE_MS } from '../../shared/crypto/x509.ts';
 import { buildCsr } from './csr.ts';
-import { commitRenewal, stageRenewalKey } from './files.ts';
+import { commitRenewal, recoverRenewal, stageRenewalKey } from './files.ts';
 import { checkIssuedCertificate, EnrolFailure, fleetRequest, readEnrolAnswer } from './https.ts';
 import type { AgentIdentity } from './identity.ts';
 
@@ -24,6 +24,16 @@ export async function renewIfDue(identity: AgentIdentity, opts: { dataDir: strin
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   await stageRenewalKey(opts.dataDir, keyPem);
+  try {
+    return await renew(identity, privateKey, opts);
+  } catch (err) {
+    // A refused or failed attempt leaves nothing staged (a complete staged pair would be finished instead).
+    await recoverRenewal(opts.dataDir).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function renew(identity: AgentIdentity, privateKey: KeyObject, opts: { dataDir: string; log: Logger }): Promise<AgentIdentity> {
   const sentAt = new Date();
   const body: RenewRequest = { csr: await buildCsr(privateKey), clientTime: sentAt.toISOString() };
   const res = await fleetRequest({
@@ -39,7 +49,7 @@ export async function renewIfDue(identity: AgentIdentity, opts: { dataDir: strin
   if (answer.deviceId !== identity.deviceId) {
     throw new EnrolFailure('fleet-untrusted', `the fleet renewed the certificate of ${answer.deviceId}, but this box is ${identity.deviceId}`);
   }
-  checkIssuedCertificate(answer.certificate, identity.caPem, createPrivateKey(keyPem), identity.deviceId);
+  checkIssuedCertificate(answer.certificate, identity.caPem, privateKey, identity.deviceId);
   const renewed = await commitRenewal(
     opts.dataDir,
     { deviceId: identity.deviceId, group: answer.group, labels: answer.labels, fleetUrl: identity.fleetUrl, mqttUrl: answer.mqttUrl, enrolledAt: identity.enrolledAt },

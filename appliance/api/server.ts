@@ -7,6 +7,7 @@ import type { ApplianceMetrics } from '../metrics.ts';
 import type { DiskGuard } from '../store/disk-guard.ts';
 import type { Quarantine } from '../store/quarantine.ts';
 import type { Store } from '../store/store.ts';
+import { registerAgentRoutes, type AgentStatusSource } from './agent-routes.ts';
 import { ErrorBody, HealthBody, InstanceBody, QuarantineBody, QueueBody, StudyBody } from './schemas.ts';
 
 export interface ApiDeps {
@@ -17,6 +18,8 @@ export interface ApiDeps {
   log: Logger;
   /** Live facts for /healthz from the running parts. */
   health: () => { dicomListening: boolean; watchFolders: number };
+  /** The fleet agent's status; undefined (or returning undefined) when no fleet is configured. */
+  agent?: AgentStatusSource;
 }
 
 export function buildApi(deps: ApiDeps) {
@@ -99,5 +102,6 @@ export function buildApi(deps: ApiDeps) {
     async (req) => deps.quarantine.list(req.query.limit),
   );
 
+  registerAgentRoutes(app, { store: deps.store, ...(deps.agent ? { agent: deps.agent } : {}) });
   return app;
 }

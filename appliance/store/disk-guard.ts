@@ -29,7 +29,8 @@ export class DiskGuard extends EventEmitter<{ change: [DiskState] }> {
 
   constructor(opts: DiskGuardOptions) {
     super();
-    this.opts = opts;
+    // A copy: setThresholds changes it.
+    this.opts = { ...opts };
   }
 
   async start(): Promise<void> {
@@ -40,6 +41,12 @@ export class DiskGuard extends EventEmitter<{ change: [DiskState] }> {
 
   stop(): void {
     clearInterval(this.timer);
+  }
+
+  /** New thresholds (remote config); the next check applies them. */
+  setThresholds(highWaterPercent: number, minFreeBytes: number): void {
+    this.opts.highWaterPercent = highWaterPercent;
+    this.opts.minFreeBytes = minFreeBytes;
   }
 
   get current(): DiskState {

@@ -205,6 +205,11 @@ export class Store extends EventEmitter<StoreEvents> {
     return record;
   }
 
+  /** A new quiet time (remote config); open studies wait it out from their last instance. */
+  setQuietTime(quietTimeMs: number): void {
+    this.clock.setQuietMs(quietTimeMs);
+  }
+
   /** Notes that retention removed a committed instance's local files. */
   async markPurged(id: string): Promise<void> {
     await this.db.transact(async (tx) => {

@@ -54,8 +54,8 @@ export function moveStudyState(study: StudyRecord, from: InstanceState, to: Inst
 
 /** One timer per open study; re-armed by every instance that arrives for it. */
 export class QuietClock {
-  private readonly timers = new Map<string, NodeJS.Timeout>();
-  private readonly quietMs: number;
+  private readonly timers = new Map<string, { timer: NodeJS.Timeout; lastActivity: number }>();
+  private quietMs: number;
   private readonly onQuiet: (studyUid: string) => void;
 
   constructor(quietMs: number, onQuiet: (studyUid: string) => void) {
@@ -65,14 +65,20 @@ export class QuietClock {
 
   /** (Re)starts the clock; `lastActivity` lets a restart resume the remaining wait. */
   arm(studyUid: string, lastActivity = Date.now()): void {
-    clearTimeout(this.timers.get(studyUid));
+    clearTimeout(this.timers.get(studyUid)?.timer);
     const wait = Math.max(0, lastActivity + this.quietMs - Date.now());
     const timer = setTimeout(() => {
       this.timers.delete(studyUid);
       this.onQuiet(studyUid);
     }, wait);
     timer.unref();
-    this.timers.set(studyUid, timer);
+    this.timers.set(studyUid, { timer, lastActivity });
+  }
+
+  /** A new quiet time (remote config): open studies keep their last activity and wait the new time from it. */
+  setQuietMs(quietMs: number): void {
+    this.quietMs = quietMs;
+    for (const [uid, { lastActivity }] of [...this.timers]) this.arm(uid, lastActivity);
   }
 
   get pending(): number {
@@ -80,7 +86,7 @@ export class QuietClock {
   }
 
   stop(): void {
-    for (const t of this.timers.values()) clearTimeout(t);
+    for (const t of this.timers.values()) clearTimeout(t.timer);
     this.timers.clear();
   }
 }

@@ -33,6 +33,11 @@ export class Preparer {
   private stopped = false;
   private idle: Array<() => void> = [];
   private readonly onComplete = (study: StudyRecord) => void this.addStudy(study.studyInstanceUid);
+  // New instances come through 'study-complete'; a record moved back into 'received' (released
+  // from held, or a study sent again) is a whole-study decision already, so it goes at once.
+  private readonly onChanged = (record: InstanceRecord) => {
+    if (record.state === 'received') this.add(record.id);
+  };
 
   constructor(opts: PrepareOptions) {
     this.opts = opts;
@@ -41,6 +46,7 @@ export class Preparer {
   async start(): Promise<void> {
     if (this.opts.destinations.length === 0) return;
     this.opts.store.on('study-complete', this.onComplete);
+    this.opts.store.on('state-changed', this.onChanged);
     const studies = new Set<string>();
     for (const id of await this.opts.store.idsInState('received', 100_000)) {
       const record = await this.opts.store.get(id);
@@ -54,6 +60,7 @@ export class Preparer {
   async stop(): Promise<void> {
     this.stopped = true;
     this.opts.store.off('study-complete', this.onComplete);
+    this.opts.store.off('state-changed', this.onChanged);
     await this.drained();
   }
 

@@ -23,6 +23,10 @@ export interface UplinkDeps {
   transcoder: Transcoder;
   metrics: ApplianceMetrics;
   log: Logger;
+  /** Read at every retention sweep, so a new retention time needs no restart (default: config). */
+  retentionHours?: () => number;
+  /** A delivery failed (retry or dead letter) or a destination confirmed again (message undefined). */
+  onDeliveryError?: (destination: string, message: string | undefined) => void;
 }
 
 export interface RunningUplink {
@@ -51,10 +55,10 @@ export async function startUplink(deps: UplinkDeps): Promise<RunningUplink> {
   const { config, store, log } = deps;
   const destinations = destinationsOf(config);
   const uploaders = new Map<string, Uploader>();
-  const clients: StowClient[] = [];
-  for (const dest of destinations) {
-    const client = clientFor(dest);
-    clients.push(client);
+  // Every client first: a destination whose files cannot be read fails the start before anything runs.
+  const clients = destinations.map((dest) => clientFor(dest));
+  for (const [i, dest] of destinations.entries()) {
+    const client = clients[i]!;
     const throttle = dest.bandwidthBytesPerSec > 0 ? new Throttle({ bytesPerSecond: dest.bandwidthBytesPerSec }) : undefined;
     const uploader = new Uploader({
       destination: dest.name,
@@ -70,6 +74,9 @@ export async function startUplink(deps: UplinkDeps): Promise<RunningUplink> {
       onSent: (bytes, outcomes) => {
         deps.metrics.uplinkBytes.inc({ destination: dest.name }, bytes);
         for (const o of outcomes) deps.metrics.uplinkInstances.inc({ destination: dest.name, result: o.result });
+        const failed = outcomes.find((o) => o.result !== 'committed');
+        if (failed) deps.onDeliveryError?.(dest.name, failed.detail ?? failed.result);
+        else if (outcomes.length > 0) deps.onDeliveryError?.(dest.name, undefined);
       },
     });
     uploaders.set(dest.name, uploader);
@@ -85,9 +92,15 @@ export async function startUplink(deps: UplinkDeps): Promise<RunningUplink> {
       for (const u of uploaders.values()) u.wake();
     },
   });
-  await preparer.start();
-  const retentionMs = config.retentionHours * 3_600_000;
-  const sweep = setInterval(() => void sweepCommitted(store, retentionMs, log).catch((err: unknown) => log.error({ err }, 'retention sweep failed')), RETENTION_SWEEP_MS);
+  try {
+    await preparer.start();
+  } catch (err) {
+    await Promise.all([...uploaders.values()].map((u) => u.stop()));
+    for (const c of clients) c.close();
+    throw err;
+  }
+  const retentionMs = () => (deps.retentionHours ? deps.retentionHours() : config.retentionHours) * 3_600_000;
+  const sweep = setInterval(() => void sweepCommitted(store, retentionMs(), log).catch((err: unknown) => log.error({ err }, 'retention sweep failed')), RETENTION_SWEEP_MS);
   sweep.unref();
   if (destinations.length > 0) log.info({ destinations: destinations.map((d) => `${d.name} ${d.url} (${d.syntax})`) }, 'uplink started');
   return {

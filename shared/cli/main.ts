@@ -11,6 +11,8 @@ commands:
   appliance     run the box (DICOM receiver, watch folders, store, uplink, admin API)
   fleet         run the fleet manager (today: the cloud receiver boxes upload to)
   status        print the local box's health and queue
+  ca init       create or import the fleet CA (--data-dir <fleet dir>; see \`mbox ca\`)
+  token         enrolment tokens: create | list | revoke (--data-dir <fleet dir>; see \`mbox token\`)
   --version     print the version
 
 Every config key is also a flag (--dicom-port 11112) and an MBOX_* variable (MBOX_DICOM_PORT).`;
@@ -60,7 +62,17 @@ async function status(argv: string[]): Promise<void> {
   if (!health.ok) process.exitCode = 1;
 }
 
-const commands: Record<string, (argv: string[]) => Promise<void>> = { appliance, fleet, status };
+async function ca(argv: string[]): Promise<void> {
+  const { caCommand } = await import('../../provisioning/ca-command.ts');
+  await caCommand(argv);
+}
+
+async function token(argv: string[]): Promise<void> {
+  const { tokenCommand } = await import('../../provisioning/token-command.ts');
+  await tokenCommand(argv);
+}
+
+const commands: Record<string, (argv: string[]) => Promise<void>> = { appliance, fleet, status, ca, token };
 
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);

@@ -61,8 +61,9 @@ export interface EnrolFleet {
 
 export const MQTT_URL = 'mqtts://127.0.0.1:8883';
 
-export async function enrolFleet(opts: { validityDays?: number; skewS?: number; listen?: boolean } = {}): Promise<EnrolFleet> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'mbox-enrol-fleet-'));
+/** `dataDir` lets a test share the fleet's data dir with the CLI; it is removed by destroy() all the same. */
+export async function enrolFleet(opts: { validityDays?: number; skewS?: number; listen?: boolean; dataDir?: string } = {}): Promise<EnrolFleet> {
+  const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'mbox-enrol-fleet-')));
   const pki = await openPki(join(dataDir, 'ca'), silent);
   const tokens = new TokenStore(join(dataDir, 'tokens'));
   const directory = new MemoryDirectory();

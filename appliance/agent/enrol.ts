@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../shared/log.ts';
-import { caPinOf, ENROL_PATHS, ENROL_RETRYABLE, parseEnrolToken, type EnrolRequest, type EnrolToken } from '../../shared/fleet/enrol.ts';
+import { caPinOf, ENROL_PATHS, ENROL_RETRYABLE, formatEnrolToken, parseEnrolToken, type EnrolRequest, type EnrolToken } from '../../shared/fleet/enrol.ts';
 import { buildCsr } from './csr.ts';
 import { loadIdentity, readPendingKey, saveEnrolment, writeDeviceKey } from './files.ts';
 import { checkIssuedCertificate, EnrolFailure, fleetRequest, readEnrolAnswer } from './https.ts';
@@ -72,6 +72,7 @@ export async function ensureIdentity(opts: EnrolOptions): Promise<AgentIdentity 
     return undefined;
   }
 
+  const tokenText = formatEnrolToken(token);
   const key = await deviceKey(opts.dataDir);
   const csr = await buildCsr(key);
   const retry = opts.retry ?? DEFAULT_RETRY;
@@ -82,7 +83,7 @@ export async function ensureIdentity(opts: EnrolOptions): Promise<AgentIdentity 
     try {
       caPem ??= await trustedCa(fleetUrl, token, opts);
       const sentAt = now();
-      const body: EnrolRequest = { token: opts.enrolToken!.trim(), csr, clientTime: sentAt.toISOString(), firmware: opts.firmware, hostname: hostname().slice(0, 253) };
+      const body: EnrolRequest = { token: tokenText, csr, clientTime: sentAt.toISOString(), firmware: opts.firmware.slice(0, 64), hostname: hostname().slice(0, 253) };
       const res = await fleetRequest({ method: 'POST', fleetUrl, path: ENROL_PATHS.enrol, body, ca: caPem, ...(opts.signal ? { signal: opts.signal } : {}) });
       const answer = readEnrolAnswer(res, sentAt);
       checkIssuedCertificate(answer.certificate, caPem, key, answer.deviceId);

@@ -27,12 +27,13 @@ export function validateDesired(local: ApplianceConfig, desired: Pick<DesiredCon
     problems.push(ALL_KEYS.has(key) ? `forbidden key '${key}': only the box's local config may set it` : `unknown key '${key}'`);
   }
   if (problems.length > 0) return { ok: false, error: problems.join('; ') };
-  // Ajv fills defaults in place (destinations' batch sizes, etc.): work on a copy.
-  const remote = structuredClone(raw) as Record<string, unknown>;
-  if (!validateRemote(remote)) return { ok: false, error: describe(validateRemote.errors ?? []) };
-  const next = { ...local, ...(remote as RemoteConfig) } as ApplianceConfig;
-  // The merge itself must still be a valid config (it is, key by key, but this is the box's life).
-  const whole = structuredClone(next);
+  // Ajv fills defaults in place: work on a copy, never on the message.
+  const checked = structuredClone(raw) as Record<string, unknown>;
+  if (!validateRemote(checked)) return { ok: false, error: describe(validateRemote.errors ?? []) };
+  // Defaults inside a value (a destination's batch sizes) stay; top-level defaults for keys the
+  // fleet left out would override the local config, so only the keys it named are taken.
+  const remote = Object.fromEntries(Object.keys(raw).map((k) => [k, checked[k]]));
+  const whole = structuredClone({ ...local, ...remote });
   if (!validateWhole(whole)) return { ok: false, error: describe(validateWhole.errors ?? []) };
   return { ok: true, next: whole as ApplianceConfig };
 }

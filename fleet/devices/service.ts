@@ -234,6 +234,11 @@ export class DeviceService {
     return out;
   }
 
+  summary(deviceId: string, nowMs = Date.now()): DeviceSummary | undefined {
+    const s = this.registry.get(deviceId);
+    return s ? summaryOf(s, deviceAlerts(s, this.config, nowMs, this.clock)) : undefined;
+  }
+
   detail(deviceId: string, nowMs = Date.now()): DeviceDetail | undefined {
     const s = this.registry.get(deviceId);
     return s ? detailOf(s, deviceAlerts(s, this.config, nowMs, this.clock), this.registry.history(deviceId)) : undefined;

@@ -183,17 +183,20 @@ export class DeviceRegistry implements DeviceDirectory {
 
   // --- Changes reported by devices (batched) ---------------------------------------------------
 
-  /** Applies a status message; returns true when online/offline changed. Older messages are ignored. */
+  /**
+   * Applies a status message in arrival order; returns true when online/offline changed. Its `at`
+   * cannot order them: a last will is composed at connect time, before the online status it follows.
+   */
   setStatus(id: string, msg: StatusMessage, nowMs = Date.now()): boolean {
     const s = this.devices.get(id);
     if (!s) return false;
     s.lastSeenMs = nowMs;
     if (msg.firmware) s.firmware = msg.firmware;
-    if (s.statusAt && msg.at < s.statusAt && s.online !== msg.online) return false;
     const changed = s.online !== msg.online || s.statusAt === null;
     s.online = msg.online;
     s.reason = msg.reason ?? null;
-    if (changed) s.statusAt = msg.at;
+    // The fleet's clock: a will's own time is its connect time, not when the connection was lost.
+    if (changed) s.statusAt = new Date(nowMs).toISOString();
     this.queueStatus(s);
     if (changed) this.addEvent(id, msg.online ? 'online' : 'offline', msg.reason);
     return changed;

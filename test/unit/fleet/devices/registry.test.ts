@@ -101,10 +101,12 @@ describe('DeviceRegistry', () => {
 
   it('applies status changes in order and bounds the event list', async () => {
     await reg.register(identity('mb-aaaa1111'));
-    expect(reg.setStatus('mb-aaaa1111', { online: true, at: '2026-11-10T10:00:00.000Z', reason: 'connected' })).toBe(true);
-    // An older retained offline must not flip a newer online.
-    expect(reg.setStatus('mb-aaaa1111', { online: false, at: '2026-11-10T09:00:00.000Z' })).toBe(false);
-    expect(reg.get('mb-aaaa1111')?.online).toBe(true);
+    expect(reg.setStatus('mb-aaaa1111', { online: true, at: '2026-11-10T10:00:00.000Z', reason: 'connected' }, Date.parse('2026-11-10T10:00:01.000Z'))).toBe(true);
+    expect(reg.setStatus('mb-aaaa1111', { online: true, at: '2026-11-10T10:00:05.000Z' })).toBe(false);
+    // A last will carries its connect time, older than the online it follows: it still counts, and
+    // the offline time is when it arrived.
+    expect(reg.setStatus('mb-aaaa1111', { online: false, at: '2026-11-10T09:59:59.000Z', reason: 'connection-lost' }, Date.parse('2026-11-10T11:00:00.000Z'))).toBe(true);
+    expect(reg.get('mb-aaaa1111')).toMatchObject({ online: false, statusAt: '2026-11-10T11:00:00.000Z', reason: 'connection-lost' });
     for (let i = 0; i < MAX_EVENTS + 10; i++) {
       reg.setStatus('mb-aaaa1111', { online: i % 2 === 0 ? false : true, at: new Date(Date.parse('2026-11-10T11:00:00.000Z') + i * 1000).toISOString() });
     }

@@ -9,10 +9,11 @@ const USAGE = `usage: mbox <command> [--config <file>] [--<key> <value> ...]
 
 commands:
   appliance     run the box (DICOM receiver, watch folders, store, uplink, admin API)
-  fleet         run the fleet manager (today: the cloud receiver boxes upload to)
+  fleet         run the fleet manager (enrolment, MQTT broker, device API + dashboard, cloud receiver)
   status        print the local box's health and queue
   ca init       create or import the fleet CA (--data-dir <fleet dir>; see \`mbox ca\`)
   token         enrolment tokens: create | list | revoke (--data-dir <fleet dir>; see \`mbox token\`)
+  broker-config write a mosquitto config for \`mbox fleet --broker mqtts://…\` (--out <dir>)
   --version     print the version
 
 Every config key is also a flag (--dicom-port 11112) and an MBOX_* variable (MBOX_DICOM_PORT).`;
@@ -72,7 +73,12 @@ async function token(argv: string[]): Promise<void> {
   await tokenCommand(argv);
 }
 
-const commands: Record<string, (argv: string[]) => Promise<void>> = { appliance, fleet, status, ca, token };
+async function brokerConfig(argv: string[]): Promise<void> {
+  const { brokerConfigCommand } = await import('../../provisioning/broker-command.ts');
+  await brokerConfigCommand(argv);
+}
+
+const commands: Record<string, (argv: string[]) => Promise<void>> = { appliance, fleet, status, ca, token, 'broker-config': brokerConfig };
 
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);

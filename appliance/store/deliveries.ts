@@ -21,14 +21,17 @@ const deliveryKey = (instanceId: string, destination: string) => `${instanceId}\
 
 export class Deliveries {
   private readonly db: IndexDb;
+  /** Told of every instance state change made here (the store re-emits it as 'state-changed'). */
+  private readonly onMoved: (record: InstanceRecord, from: InstanceState) => void;
 
-  constructor(db: IndexDb) {
+  constructor(db: IndexDb, onMoved: (record: InstanceRecord, from: InstanceState) => void = () => undefined) {
     this.db = db;
+    this.onMoved = onMoved;
   }
 
   /** Queues an instance for its destinations and moves it from `from` to 'queued', atomically. */
   async enqueue(instance: InstanceRecord, from: InstanceState, plans: DeliveryPlan[], detail?: string): Promise<InstanceRecord> {
-    return this.db.transact(async (tx) => {
+    const queued = await this.db.transact(async (tx) => {
       for (const plan of plans) {
         const d: DeliveryRecord = {
           destination: plan.destination,
@@ -50,6 +53,8 @@ export class Deliveries {
       }
       return moveState(tx, instance.id, from, 'queued', 'queued', detail ?? plans.map((p) => `${p.destination}:${p.transferSyntaxUid}`).join(', '));
     });
+    this.onMoved(queued, from);
+    return queued;
   }
 
   /**
@@ -87,7 +92,7 @@ export class Deliveries {
 
   /** Records what the receiver said; settles instances whose every delivery is done. */
   async settle(destination: string, outcomes: DeliveryOutcome[]): Promise<InstanceRecord[]> {
-    return this.db.transact(async (tx) => {
+    const moved = await this.db.transact(async (tx) => {
       const settled: InstanceRecord[] = [];
       const now = new Date().toISOString();
       for (const o of outcomes) {
@@ -120,6 +125,8 @@ export class Deliveries {
       }
       return settled;
     });
+    for (const record of moved) this.onMoved(record, 'queued');
+    return moved;
   }
 
   async forInstance(instanceId: string): Promise<DeliveryRecord[]> {

@@ -50,7 +50,7 @@ export class Store extends EventEmitter<StoreEvents> {
     this.tmpDir = join(opts.dataDir, 'tmp');
     this.log = opts.log;
     this.db = new IndexDb(join(opts.dataDir, 'index'));
-    this.deliveries = new Deliveries(this.db);
+    this.deliveries = new Deliveries(this.db, (record, from) => this.emit('state-changed', record, from));
     this.clock = new QuietClock(opts.quietTimeMs, (uid) => void this.completeStudy(uid));
   }
 

@@ -11,8 +11,9 @@ export const NEEDS = {
   'config.push': 'operator',
   command: 'operator',
   'device.revoke': 'admin',
-  'token.create': 'operator',
-  'token.revoke': 'operator',
+  'token.read': 'admin',
+  'token.create': 'admin',
+  'token.revoke': 'admin',
   'audit.read': 'admin',
 } as const satisfies Record<string, Role>;
 

@@ -1,17 +1,22 @@
 // Two small SVG charts: lines over time and bars per day (stacked or side by side). Each mark
 // carries a <title>, so hovering shows the exact figure; each chart has a legend. Sizes are in
-// viewBox units and the SVG scales to its container.
+// viewBox units and the SVG scales to its container; the viewBox is narrower on a narrow screen so
+// that the labels keep a legible size instead of shrinking with the drawing.
 import { h, s } from './dom.ts';
 
 /** Okabe–Ito: distinguishable with the common colour-vision deficiencies. */
 export const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#CC79A7', '#56B4E9', '#D55E00', '#F0E442', '#999999'];
 export const colour = (i: number): string => PALETTE[i % PALETTE.length] ?? '#999999';
 
-const W = 640;
 const H = 240;
 const M = { top: 12, right: 14, bottom: 30, left: 58 };
-const PW = W - M.left - M.right;
 const PH = H - M.top - M.bottom;
+
+/** Drawing width in viewBox units: 640 on a desktop, down to 300 on a phone. */
+function chartWidth(): number {
+  const viewport = document.documentElement.clientWidth || 640;
+  return Math.round(Math.min(640, Math.max(300, viewport - 64)));
+}
 
 /** Round tick values covering [min, max]: steps of 1, 2 or 5 × 10^k. */
 export function niceTicks(min: number, max: number, count = 5): number[] {
@@ -28,7 +33,10 @@ export function niceTicks(min: number, max: number, count = 5): number[] {
 const pad2 = (n: number): string => String(n).padStart(2, '0');
 function timeLabel(t: number, spanMs: number): string {
   const d = new Date(t);
-  return spanMs <= 36 * 3600_000 ? `${pad2(d.getHours())}:${pad2(d.getMinutes())}` : `${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
+  const hm = `${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+  // Seconds only when the whole span is a few minutes, or the labels would repeat.
+  if (spanMs <= 15 * 60_000) return `${hm}:${pad2(d.getSeconds())}`;
+  return spanMs <= 36 * 3600_000 ? hm : `${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
 }
 function fullTime(t: number): string {
   const d = new Date(t);
@@ -55,7 +63,7 @@ function frame(title: string, svg: SVGSVGElement, names: readonly string[], empt
   );
 }
 
-function yAxis(svg: SVGSVGElement, ticks: readonly number[], y: (v: number) => number, format: (v: number) => string): void {
+function yAxis(svg: SVGSVGElement, W: number, ticks: readonly number[], y: (v: number) => number, format: (v: number) => string): void {
   for (const t of ticks) {
     const yy = y(t);
     svg.append(
@@ -85,6 +93,8 @@ export interface LineChartSpec {
 export function lineChart(spec: LineChartSpec): HTMLElement {
   const all = spec.series.flatMap((sr) => sr.points);
   const ys = all.flatMap((p) => (p.y === null ? [] : [p.y]));
+  const W = chartWidth();
+  const PW = W - M.left - M.right;
   const svg = s('svg', { class: 'chart-svg', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': spec.title });
   if (ys.length === 0) return frame(spec.title, svg, [], true);
   let x0 = Math.min(...all.map((p) => p.x));
@@ -98,11 +108,12 @@ export function lineChart(spec: LineChartSpec): HTMLElement {
   const yHi = ticks.at(-1) ?? 1;
   const x = (v: number): number => M.left + ((v - x0) / (x1 - x0)) * PW;
   const y = (v: number): number => M.top + PH - ((v - yLo) / (yHi - yLo)) * PH;
-  yAxis(svg, ticks, y, spec.format);
+  yAxis(svg, W, ticks, y, spec.format);
   const span = x1 - x0;
-  for (let i = 0; i <= 4; i++) {
-    const t = x0 + (span * i) / 4;
-    svg.append(s('text', { class: 'tick', x: x(t), y: H - 10, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle' }, spec.xDays ? timeLabel(t, Infinity) : timeLabel(t, span)));
+  const steps = W >= 480 ? 4 : 2;
+  for (let i = 0; i <= steps; i++) {
+    const t = x0 + (span * i) / steps;
+    svg.append(s('text', { class: 'tick', x: x(t), y: H - 10, 'text-anchor': i === 0 ? 'start' : i === steps ? 'end' : 'middle' }, spec.xDays ? timeLabel(t, Infinity) : timeLabel(t, span)));
   }
   spec.series.forEach((sr, i) => {
     const pts = [...sr.points].sort((a, b) => a.x - b.x);
@@ -153,6 +164,8 @@ export interface BarChartSpec {
 }
 
 export function barChart(spec: BarChartSpec): HTMLElement {
+  const W = chartWidth();
+  const PW = W - M.left - M.right;
   const svg = s('svg', { class: 'chart-svg', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': spec.title });
   const n = spec.categories.length;
   const valueAt = (sr: BarSeries, c: number): number => Math.max(0, sr.values[c] ?? 0);
@@ -162,10 +175,10 @@ export function barChart(spec: BarChartSpec): HTMLElement {
   const ticks = niceTicks(0, top);
   const yHi = ticks.at(-1) ?? 1;
   const y = (v: number): number => M.top + PH - (v / yHi) * PH;
-  yAxis(svg, ticks, y, spec.format);
+  yAxis(svg, W, ticks, y, spec.format);
   const slot = PW / n;
   const barW = Math.max(2, slot * 0.7);
-  const every = Math.ceil(n / 10);
+  const every = Math.ceil(n / Math.max(3, Math.floor(PW / 56)));
   const label = spec.categoryLabel ?? ((c: string) => c.slice(5));
   spec.categories.forEach((cat, c) => {
     const left = M.left + slot * c + (slot - barW) / 2;

@@ -79,6 +79,20 @@ export function commandResult(rec: CommandRecord): HTMLElement {
   );
 }
 
+/**
+ * Follows a command that came back still pending (the wait ended before the answer was stored)
+ * until it is final or its expiry has clearly passed.
+ */
+async function settle(rec: CommandRecord): Promise<CommandRecord> {
+  const giveUpAt = Date.parse(rec.expiresAt) + 5000;
+  let cur = rec;
+  while (cur.status === 'pending' && Date.now() < giveUpAt) {
+    await new Promise((r) => setTimeout(r, 500));
+    cur = await get<CommandRecord>(`/api/commands/${seg(cur.id)}`);
+  }
+  return cur;
+}
+
 export function commandsPanel(ctx: ViewContext, id: string): { el: HTMLElement; update(): Promise<void> } {
   const output = h('div', { class: 'command-output', 'aria-live': 'polite' });
   const history = h('div');
@@ -116,7 +130,9 @@ export function commandsPanel(ctx: ViewContext, id: string): { el: HTMLElement; 
             await busy(b, async () => {
               replace(output, h('p', { class: 'muted' }, `${spec.label}: waiting for the box…`));
               try {
-                const rec = await call<CommandRecord>('POST', `/api/devices/${seg(id)}/commands`, { name: spec.name, args, wait: true });
+                let rec = await call<CommandRecord>('POST', `/api/devices/${seg(id)}/commands`, { name: spec.name, args, wait: true });
+                replace(output, commandResult(rec));
+                rec = await settle(rec);
                 replace(output, commandResult(rec));
               } catch (err) {
                 replace(output, errorBox(err));

@@ -28,7 +28,7 @@ const ROUTES: readonly Route[] = [
   { pattern: /^\/$/, title: 'Fleet overview', nav: '#/', make: overviewView },
   { pattern: /^\/devices\/([^/]+)$/, title: 'Device', make: deviceView },
   { pattern: /^\/stats$/, title: 'Operations statistics', nav: '#/stats', make: statsView },
-  { pattern: /^\/tokens$/, title: 'Enrolment tokens', nav: '#/tokens', make: tokensView },
+  { pattern: /^\/tokens$/, title: 'Enrolment tokens', nav: '#/tokens', make: tokensView, allowed: (m) => can(m.role, 'token.read') },
   { pattern: /^\/audit$/, title: 'Audit log', nav: '#/audit', make: auditView, allowed: (m) => can(m.role, 'audit.read') },
 ];
 

@@ -10,13 +10,13 @@ import type { View, ViewContext } from './view.ts';
 
 const DAY_CHOICES = [7, 14, 30] as const;
 
-const pad2 = (n: number): string => String(n).padStart(2, '0');
-const isoDay = (d: Date): string => `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
-
-/** Every day of the window (so quiet days show as gaps), plus any day the data has outside it. */
-export function dayRange(days: number, rows: readonly StatsRow[], today = new Date()): string[] {
+/**
+ * Every day of the window (so quiet days show as gaps), plus any day the data has outside it.
+ * Days are UTC dates, as the fleet cuts its window.
+ */
+export function dayRange(days: number, rows: readonly StatsRow[], nowMs = Date.now()): string[] {
   const set = new Set(rows.map((r) => r.day));
-  for (let i = 0; i < days; i++) set.add(isoDay(new Date(today.getFullYear(), today.getMonth(), today.getDate() - i)));
+  for (let i = 0; i < days; i++) set.add(new Date(nowMs - i * 86_400_000).toISOString().slice(0, 10));
   return [...set].sort();
 }
 
@@ -56,9 +56,10 @@ export function perDay(rows: readonly StatsRow[], days: readonly string[]): DayB
 }
 
 const saved = (received: number, sent: number): number | null => (received > 0 ? ((received - sent) / received) * 100 : null);
+/** Noon UTC of the day: the same calendar date in every time zone within ±12 h. */
 const dayMs = (day: string): number => {
   const [y = 0, m = 1, d = 1] = day.split('-').map(Number);
-  return new Date(y, m - 1, d).getTime();
+  return Date.UTC(y, m - 1, d, 12);
 };
 
 function render(rows: readonly StatsRow[], days: number): HTMLElement {

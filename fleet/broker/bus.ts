@@ -9,6 +9,7 @@ import type { Logger } from '../../shared/log.ts';
 import type { FleetBus } from '../types.ts';
 
 export type FleetBoundKind = 'status' | 'telemetry' | 'config/reported' | 'commands/res';
+type Pending = { reject(err: Error): void };
 type Handler = (deviceId: string, kind: FleetBoundKind, payload: unknown) => void;
 
 export interface FleetBusOptions {
@@ -70,6 +71,8 @@ export function connectFleetBus(opts: FleetBusOptions): Promise<ConnectedFleetBu
   let attempts = 0;
   let outageLogged = false;
   let lastError: Error | undefined;
+  let closed = false;
+  const pending = new Set<Pending>();
 
   const dispatch = (deviceId: string, kind: FleetBoundKind, payload: unknown): void => {
     for (const handler of handlers) {
@@ -141,7 +144,7 @@ export function connectFleetBus(opts: FleetBusOptions): Promise<ConnectedFleetBu
       reject(new Error(`fleet bus: cannot connect to MQTT broker ${url}: ${reason}`));
     };
     const timer = setTimeout(
-      () => fail(`no connection within ${Math.round((opts.initialTimeoutMs ?? 10_000) / 1000)} s (${lastError?.message ?? 'no answer'})`),
+      () => fail(`no connection within ${(opts.initialTimeoutMs ?? 10_000) / 1000} s (${lastError?.message ?? 'no answer'})`),
       opts.initialTimeoutMs ?? 10_000,
     );
     // A refused CONNACK before we ever connected is a configuration error: say so at once.
@@ -180,7 +183,18 @@ export function connectFleetBus(opts: FleetBusOptions): Promise<ConnectedFleetBu
     const bus: ConnectedFleetBus = {
       async publish(topic, payload, publishOpts) {
         if (!mayPublish(FLEET_SERVICE_IDENTITY, topic)) throw new Error(`fleet bus: refusing to publish outside the mbox/ tree: ${JSON.stringify(topic)}`);
-        await client.publishAsync(topic, JSON.stringify(payload), { qos: publishOpts?.qos ?? 1, retain: publishOpts?.retain ?? false });
+        if (closed) throw new Error('fleet bus: closed');
+        // mqtt.js never settles a QoS 1 publish that is still unacknowledged when the client ends;
+        // close() fails those instead of leaving their callers waiting forever.
+        await new Promise<void>((resolve, reject) => {
+          const settle: Pending = { reject };
+          pending.add(settle);
+          client.publish(topic, JSON.stringify(payload), { qos: publishOpts?.qos ?? 1, retain: publishOpts?.retain ?? false }, (err) => {
+            pending.delete(settle);
+            if (err) reject(err);
+            else resolve();
+          });
+        });
       },
       onDeviceMessage(handler) {
         handlers.push(handler);
@@ -192,7 +206,13 @@ export function connectFleetBus(opts: FleetBusOptions): Promise<ConnectedFleetBu
         return client.connected;
       },
       async close() {
-        await client.endAsync();
+        // A graceful end waits for unacknowledged QoS 1 messages, which never drain without a
+        // broker: force it then. Those messages are not lost from the design's point of view —
+        // the fleet republishes desired state when it starts.
+        closed = true;
+        await client.endAsync(!client.connected);
+        for (const p of pending) p.reject(new Error(`fleet bus: closed before the broker acknowledged the message`));
+        pending.clear();
       },
       stats: () => ({ ...stats }),
     };

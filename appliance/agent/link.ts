@@ -54,6 +54,11 @@ export class FleetLink {
     return this.state === 'connected';
   }
 
+  /** Whether a telemetry message is waiting for the reconnect. */
+  get telemetryPending(): boolean {
+    return this.pendingTelemetry !== undefined;
+  }
+
   get deviceId(): string {
     return this.identity.deviceId;
   }
@@ -113,6 +118,7 @@ export class FleetLink {
 
   private connect(): void {
     const id = this.identity;
+    // The will's `at` is when it was registered (connect time); the fleet stamps the real loss itself.
     const will: StatusMessage = { online: false, at: new Date().toISOString(), reason: 'connection-lost', firmware: this.opts.firmware };
     const options: IClientOptions = {
       protocolVersion: 4, // aedes speaks MQTT 3.1.1

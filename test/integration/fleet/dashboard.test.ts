@@ -213,7 +213,8 @@ describe('fleet dashboard in chromium', () => {
     await qr.waitFor();
     expect(await qr.getAttribute('src')).toMatch(/^data:image\/svg\+xml/);
     // Decoded: the CSP let the data: image in and it is a real SVG.
-    await expect.poll(() => qr.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0)).toBe(true);
+    // (The callback runs in the page; the root tsconfig has no DOM types, hence the narrow shape.)
+    await expect.poll(() => qr.evaluate((img) => (img as unknown as { complete: boolean; naturalWidth: number }).naturalWidth > 0)).toBe(true);
     expect(await page.locator('#new-token').inputValue()).toMatch(/^mbx1\.[a-z0-9]{10}\.[A-Za-z0-9_-]{32}\.[A-Za-z0-9_-]{22}$/);
     const tokenId = await page.locator('.new-token').getAttribute('data-token-id');
     const row = page.locator('.view-tokens tbody tr', { hasText: tokenId ?? '?' });

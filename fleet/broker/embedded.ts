@@ -8,6 +8,7 @@ import type { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { createServer, type TLSSocket } from 'node:tls';
 import { Aedes, type Client } from 'aedes';
+import { FLEET_SERVICE_IDENTITY } from '../../shared/fleet/topics.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { BrokerControl, DeviceDirectory } from '../types.ts';
 import { createBrokerHooks } from './hooks.ts';
@@ -23,6 +24,7 @@ export interface EmbeddedBrokerOptions {
 }
 
 export interface BrokerStats {
+  /** Connected devices (the fleet service's own connection not counted). */
   connected: number;
   /** Refusals by kind: `connect:<reason>`, `publish`, `subscribe`, `tls`. */
   refusals: Record<string, number>;
@@ -107,6 +109,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
   log.info({ host: opts.host, port }, 'embedded MQTT broker listening');
 
+  const devicesConnected = (): number => live.size - (live.has(FLEET_SERVICE_IDENTITY) ? 1 : 0);
   let closing: Promise<void> | undefined;
   return {
     port,
@@ -116,8 +119,9 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       log.info({ deviceId }, 'dropping device connection');
       client.close();
     },
-    connectedCount: () => live.size,
-    stats: () => ({ connected: live.size, refusals: refusals.counts() }),
+    /** Connected devices; the fleet service's own connection is not counted. */
+    connectedCount: devicesConnected,
+    stats: () => ({ connected: devicesConnected(), refusals: refusals.counts() }),
     close(): Promise<void> {
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));

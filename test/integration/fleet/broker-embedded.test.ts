@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../../../fleet/broker/embedded.ts';
-import { topics } from '../../../shared/fleet/topics.ts';
+import { FLEET_SERVICE_IDENTITY, topics } from '../../../shared/fleet/topics.ts';
 import { createLogger } from '../../../shared/log.ts';
 import { createMqttTestPki, type IssuedLeaf, type MqttTestPki } from '../../helpers/mqtt-pki.ts';
 import { LOOPBACK, waitUntil } from '../../helpers/ports.ts';
@@ -88,6 +88,8 @@ describe('embedded broker', () => {
   it('disconnect() drops a live device; connectedCount() follows', async () => {
     const [a, b] = [newDevice(), newDevice()];
     const base = broker.connectedCount();
+    // The fleet service's own connection is not a device.
+    await open(pki.issue(FLEET_SERVICE_IDENTITY), FLEET_SERVICE_IDENTITY);
     const ca = await open(a, a.id);
     await open(b, b.id);
     await waitUntil(async () => broker.connectedCount() === base + 2, 5000, 'two connected');

@@ -91,14 +91,13 @@ function revokeButton(id: string, state: HTMLElement, reload: () => Promise<void
     void (async () => {
       const ok = await ask({ title: `Revoke ${id}?`, message: 'Its certificate stops working at once and it is disconnected. It must be enrolled again with a new token.', confirm: 'Revoke', danger: true });
       if (ok === null) return;
-      await busy(revoke, async () => {
-        try {
-          await call('POST', `/api/devices/${seg(id)}/revoke`);
-          await reload();
-        } catch (err) {
-          replace(state, errorBox(err));
-        }
-      });
+      try {
+        await busy(revoke, () => call('POST', `/api/devices/${seg(id)}/revoke`));
+      } catch (err) {
+        replace(state, errorBox(err));
+      }
+      // After busy() re-enabled the button: the reload disables it for good once revoked.
+      await reload();
     })();
   });
   return revoke;

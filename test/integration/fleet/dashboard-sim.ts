@@ -188,6 +188,11 @@ export class SimBox {
   }
 
   async close(): Promise<void> {
+    if (!this.client.connected) {
+      // Revoked boxes are cut off by the broker: nothing left to say goodbye on.
+      this.client.end(true);
+      return;
+    }
     await this.publish(topics.status(this.id), { online: false, at: new Date().toISOString(), reason: 'clean-stop', firmware: SIM_FIRMWARE } satisfies StatusMessage, true).catch(() => undefined);
     await this.client.endAsync().catch(() => this.client.end(true));
   }

@@ -181,6 +181,17 @@ describe('fleet dashboard in chromium', () => {
     await screenshot(page, '04-device');
   });
 
+  it('device page: group, tags and labels are edited through PATCH (text stays text)', async () => {
+    await page.getByText('Edit group, tags and labels').click();
+    await page.locator('#m-tags').fill('ct, <i>pilot</i>');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('.edit .ok-text').waitFor();
+    const tags = (await api<DeviceSummary[]>('GET', '/api/devices')).body.find((d) => d.id === north.id)?.tags;
+    expect(tags).toEqual(['ct', '<i>pilot</i>']);
+    await expect.poll(() => page.locator('.kv dd', { hasText: 'pilot' }).textContent(), { timeout: 12_000 }).toBe('ct, <i>pilot</i>');
+    expect(await page.locator('.kv i').count()).toBe(0);
+  });
+
   it('stats: stacked bars for two modalities and two clinics, bytes and latency charts', async () => {
     await page.goto(`${fleet.baseUrl}/#/stats?days=7`);
     const studies = page.locator('figure[data-chart="Studies per day by modality"] rect.bar');
@@ -263,6 +274,21 @@ describe('fleet dashboard in chromium', () => {
     } finally {
       await t.close();
     }
+  });
+
+  it('admin revokes a device after confirming; the page shows it revoked', async () => {
+    await page.goto(`${fleet.baseUrl}/#/devices/${north.id}`);
+    const revoke = page.locator('[data-action="revoke"]');
+    await revoke.click();
+    // Cancelling changes nothing.
+    await page.locator('dialog[open]').getByRole('button', { name: 'Cancel' }).click();
+    expect((await api<DeviceSummary[]>('GET', '/api/devices')).body.find((d) => d.id === north.id)?.revoked).toBe(false);
+    await revoke.click();
+    await page.locator('dialog[open] button[type="submit"]').click();
+    await expect.poll(() => revoke.textContent()).toBe('Revoked');
+    expect(await revoke.isDisabled()).toBe(true);
+    expect((await api<DeviceSummary[]>('GET', '/api/devices')).body.find((d) => d.id === north.id)?.revoked).toBe(true);
+    await screenshot(page, '10-device-revoked');
   });
 
   it('ran without script errors or CSP violations', () => {

@@ -1,6 +1,7 @@
 // Telemetry history for the dashboard's charts, sized for 20,000 devices in one process: a fixed
-// ring of small numeric records per device (24 bytes a point, no per-point objects), persisted one
-// point per LevelDB key `<id>!<slot>` so a write is one small put and the ring bounds the keys.
+// ring of small numeric records per device (24 bytes a point, no per-point objects, ~5.6 KiB a
+// device). It is persisted as one blob per device every few minutes, not per point: 20k devices
+// load at start from 20k values instead of millions, and losing minutes of chart is harmless.
 import type { Telemetry } from '../../shared/fleet/messages.ts';
 import type { TelemetryPoint } from '../../shared/fleet/api.ts';
 
@@ -35,16 +36,15 @@ export function pointOf(t: Telemetry, fallbackAtMs: number): PointValues {
   };
 }
 
-export function encodePoint(p: PointValues): Uint8Array {
-  const buf = new Uint8Array(POINT_BYTES);
-  const v = new DataView(buf.buffer);
-  v.setUint32(0, p.atS >>> 0);
-  v.setFloat32(4, orNaN(p.cpu));
-  v.setFloat32(8, orNaN(p.mem));
-  v.setFloat32(12, orNaN(p.disk));
-  v.setUint32(16, Math.min(Math.max(0, Math.floor(p.queue)), 0xffffffff));
-  v.setFloat32(20, orNaN(p.age));
-  return buf;
+/** Writes one point at byte `off` of `v`. */
+export function encodePoint(p: PointValues, v: DataView = new DataView(new ArrayBuffer(POINT_BYTES)), off = 0): DataView {
+  v.setUint32(off, p.atS >>> 0);
+  v.setFloat32(off + 4, orNaN(p.cpu));
+  v.setFloat32(off + 8, orNaN(p.mem));
+  v.setFloat32(off + 12, orNaN(p.disk));
+  v.setUint32(off + 16, Math.min(Math.max(0, Math.floor(p.queue)), 0xffffffff));
+  v.setFloat32(off + 20, orNaN(p.age));
+  return v;
 }
 
 export function decodePoint(buf: Uint8Array): PointValues | undefined {
@@ -68,17 +68,9 @@ export class HistoryRing {
     this.vals = new Float32Array(capacity * 4);
   }
 
-  /** Stores the point and returns the slot it took (the slot's previous point is gone). */
-  push(p: PointValues): number {
+  /** Appends a point; the oldest one goes once the ring is full. */
+  push(p: PointValues): void {
     const slot = this.next;
-    this.set(slot, p);
-    this.next = (slot + 1) % this.capacity;
-    return slot;
-  }
-
-  /** Restores a persisted point; call resume() once all are loaded. */
-  set(slot: number, p: PointValues): void {
-    if (slot < 0 || slot >= this.capacity) return;
     this.atS[slot] = p.atS;
     this.queue[slot] = p.queue;
     const o = slot * 4;
@@ -86,26 +78,38 @@ export class HistoryRing {
     this.vals[o + 1] = orNaN(p.mem);
     this.vals[o + 2] = orNaN(p.disk);
     this.vals[o + 3] = orNaN(p.age);
-  }
-
-  /** After loading: continue writing after the newest point. */
-  resume(): void {
-    let newest = -1;
-    let best = 0;
-    for (let i = 0; i < this.capacity; i++) {
-      const at = this.atS[i]!;
-      if (at > best) {
-        best = at;
-        newest = i;
-      }
-    }
-    this.next = newest < 0 ? 0 : (newest + 1) % this.capacity;
+    this.next = (slot + 1) % this.capacity;
   }
 
   get size(): number {
     let n = 0;
     for (const at of this.atS) if (at > 0) n++;
     return n;
+  }
+
+  /** The points, oldest first, as concatenated 24-byte records. */
+  encode(): Uint8Array {
+    const out = new Uint8Array(this.size * POINT_BYTES);
+    const view = new DataView(out.buffer);
+    let off = 0;
+    for (let k = 0; k < this.capacity; k++) {
+      const i = (this.next + k) % this.capacity;
+      if (this.atS[i] === 0) continue;
+      const o = i * 4;
+      encodePoint({ atS: this.atS[i]!, cpu: this.vals[o]!, mem: this.vals[o + 1]!, disk: this.vals[o + 2]!, queue: this.queue[i]!, age: this.vals[o + 3]! }, view, off);
+      off += POINT_BYTES;
+    }
+    return out;
+  }
+
+  /** A ring holding what encode() wrote (the newest `capacity` points of it). */
+  static decode(bytes: Uint8Array, capacity = HISTORY_POINTS): HistoryRing {
+    const ring = new HistoryRing(capacity);
+    for (let off = 0; off + POINT_BYTES <= bytes.byteLength; off += POINT_BYTES) {
+      const p = decodePoint(bytes.subarray(off, off + POINT_BYTES));
+      if (p && p.atS > 0) ring.push(p);
+    }
+    return ring;
   }
 
   /** Oldest first. */

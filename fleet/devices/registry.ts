@@ -7,14 +7,16 @@ import type { Logger } from '../../shared/log.ts';
 import type { DeviceDirectory, DeviceIdentityRecord } from '../types.ts';
 import { CommandLog } from './command-log.ts';
 import { DailyStats, type StoredDay } from './daily.ts';
-import { decodePoint, encodePoint, HistoryRing, pointOf } from './history.ts';
+import { HistoryRing, pointOf } from './history.ts';
 import { clinicOf, matches, MAX_EVENTS, newState, normalSerial, type DeviceEvent, type DeviceFilter, type DeviceState, type PersistedStatus } from './state.ts';
 import { RegistryDb } from './store.ts';
 
 /** How often hot data is written (one batch). */
 export const FLUSH_INTERVAL_MS = 1000;
-/** A device's latest telemetry and last-seen time are written at most this often. */
-export const TELEMETRY_PERSIST_MS = 30_000;
+/** A device's latest telemetry and last-seen time are written at most this often (and when it goes offline). */
+export const TELEMETRY_PERSIST_MS = 60_000;
+/** A device's history ring is written at most this often (~5.6 KiB; 20k devices → ~0.4 MB/s). */
+export const HISTORY_PERSIST_MS = 300_000;
 
 export class UnknownDeviceError extends Error {
   override name = 'UnknownDeviceError';
@@ -77,16 +79,12 @@ export class DeviceRegistry implements DeviceDirectory {
       if (s) s.reported = v as ReportedConfig;
     }
     let points = 0;
-    for await (const [key, bytes] of this.db.pointEntries()) {
-      const bang = key.lastIndexOf('!');
-      const s = this.devices.get(key.slice(0, bang));
-      const p = decodePoint(bytes);
-      if (!s || !p) continue;
-      s.history ??= new HistoryRing();
-      s.history.set(Number(key.slice(bang + 1)), p);
-      points++;
+    for await (const [id, bytes] of this.db.historyEntries()) {
+      const s = this.devices.get(id);
+      if (!s) continue;
+      s.history = HistoryRing.decode(bytes);
+      points += s.history.size;
     }
-    for (const s of this.devices.values()) s.history?.resume();
     for await (const [key, v] of this.db.entries('daily')) {
       const [day = '', id = ''] = key.split('!');
       this.daily.load(id, day, v as StoredDay, now);
@@ -197,7 +195,9 @@ export class DeviceRegistry implements DeviceDirectory {
     s.reason = msg.reason ?? null;
     // The fleet's clock: a will's own time is its connect time, not when the connection was lost.
     if (changed) s.statusAt = new Date(nowMs).toISOString();
-    this.queueStatus(s);
+    // Going offline: what it last said is what the dashboard shows until it is back.
+    if (changed && !msg.online) this.persistLatest(s, nowMs);
+    else this.queueStatus(s);
     if (changed) this.addEvent(id, msg.online ? 'online' : 'offline', msg.reason);
     return changed;
   }
@@ -209,9 +209,13 @@ export class DeviceRegistry implements DeviceDirectory {
     s.telemetry = t;
     s.telemetryMs = nowMs;
     s.firmware = t.firmware;
-    s.history ??= new HistoryRing();
-    const point = pointOf(t, nowMs);
-    this.db.queuePoint(`${id}!${s.history.push(point)}`, encodePoint(point));
+    if (!s.history) {
+      s.history = new HistoryRing();
+      // Devices come online together after a fleet restart: their history writes start spread out.
+      s.historyPersistedMs = nowMs - Math.random() * HISTORY_PERSIST_MS;
+    }
+    s.history.push(pointOf(t, nowMs));
+    if (nowMs - s.historyPersistedMs >= HISTORY_PERSIST_MS) this.persistHistory(s, nowMs);
     for (const { day, stored } of this.daily.apply(id, clinicOf(s.identity), t.daily, nowMs)) this.db.queue('daily', `${day}!${id}`, stored);
     if (nowMs - s.persistedMs >= TELEMETRY_PERSIST_MS) this.persistLatest(s, nowMs);
   }
@@ -247,7 +251,10 @@ export class DeviceRegistry implements DeviceDirectory {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     const now = Date.now();
-    for (const s of this.devices.values()) if (s.telemetryMs > s.persistedMs || (s.lastSeenMs > s.persistedMs && s.lastSeenMs > 0)) this.persistLatest(s, now);
+    for (const s of this.devices.values()) {
+      if (s.telemetryMs > s.persistedMs || s.lastSeenMs > s.persistedMs) this.persistLatest(s, now);
+      if (s.history && s.telemetryMs > s.historyPersistedMs) this.persistHistory(s, now);
+    }
     await this.db.close();
   }
 
@@ -255,6 +262,11 @@ export class DeviceRegistry implements DeviceDirectory {
     s.persistedMs = nowMs;
     if (s.telemetry) this.db.queue('telemetry', s.identity.id, s.telemetry);
     this.queueStatus(s);
+  }
+
+  private persistHistory(s: DeviceState, nowMs: number): void {
+    s.historyPersistedMs = nowMs;
+    if (s.history) this.db.queueHistory(s.identity.id, s.history.encode());
   }
 
   private queueStatus(s: DeviceState): void {

@@ -35,6 +35,8 @@ export interface DeviceState {
   /** Epoch ms the latest telemetry arrived / was queued for persistence. */
   telemetryMs: number;
   persistedMs: number;
+  /** Epoch ms the history ring was last queued for persistence. */
+  historyPersistedMs: number;
   history: HistoryRing | null;
   desired: DesiredConfig | null;
   reported: ReportedConfig | null;
@@ -60,6 +62,7 @@ export function newState(identity: DeviceIdentityRecord): DeviceState {
     telemetry: null,
     telemetryMs: 0,
     persistedMs: 0,
+    historyPersistedMs: 0,
     history: null,
     desired: null,
     reported: null,

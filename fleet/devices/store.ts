@@ -53,10 +53,10 @@ type JsonSub = ReturnType<typeof jsonSub>;
 export class RegistryDb {
   private readonly level: Level<string, unknown>;
   private readonly tables: Record<Table, JsonSub>;
-  /** `<id>!<slot>` → 24-byte point (see history.ts). */
-  private readonly points;
+  /** id → the device's telemetry history (see history.ts). */
+  private readonly history;
   private hot = new Map<string, { table: HotTable; key: string; value: unknown }>();
-  private hotPoints = new Map<string, Uint8Array>();
+  private hotHistory = new Map<string, Uint8Array>();
   private flushing: Promise<void> | undefined;
 
   private constructor(level: Level<string, unknown>) {
@@ -64,7 +64,7 @@ export class RegistryDb {
     const tables = {} as Record<Table, JsonSub>;
     for (const [t, name] of Object.entries(NAMES)) tables[t as Table] = jsonSub(level, name);
     this.tables = tables;
-    this.points = level.sublevel<string, Uint8Array>('hp', { valueEncoding: 'view' });
+    this.history = level.sublevel<string, Uint8Array>('hb', { valueEncoding: 'view' });
   }
 
   static async open(dir: string): Promise<RegistryDb> {
@@ -85,8 +85,8 @@ export class RegistryDb {
     return this.tables[table].keys(range);
   }
 
-  pointEntries(): AsyncIterable<[string, Uint8Array]> {
-    return this.points.iterator();
+  historyEntries(): AsyncIterable<[string, Uint8Array]> {
+    return this.history.iterator();
   }
 
   /** Written and synced before it resolves. */
@@ -107,29 +107,29 @@ export class RegistryDb {
     this.hot.set(`${table}\0${key}`, { table, key, value });
   }
 
-  queuePoint(key: string, bytes: Uint8Array): void {
-    this.hotPoints.set(key, bytes);
+  queueHistory(id: string, bytes: Uint8Array): void {
+    this.hotHistory.set(id, bytes);
   }
 
   get queued(): number {
-    return this.hot.size + this.hotPoints.size;
+    return this.hot.size + this.hotHistory.size;
   }
 
   /** Writes everything queued as one batch. Concurrent callers share the running flush, then go again. */
   async flush(): Promise<void> {
     while (this.flushing) await this.flushing.catch(() => undefined);
-    if (this.hot.size === 0 && this.hotPoints.size === 0) return;
+    if (this.hot.size === 0 && this.hotHistory.size === 0) return;
     const hot = this.hot;
-    const points = this.hotPoints;
+    const history = this.hotHistory;
     this.hot = new Map();
-    this.hotPoints = new Map();
+    this.hotHistory = new Map();
     const ops = [];
     for (const op of hot.values()) ops.push({ type: 'put' as const, key: op.key, value: op.value, sublevel: this.tables[op.table] });
-    const pointOps = [...points].map(([key, value]) => ({ type: 'put' as const, key, value, sublevel: this.points }));
+    const historyOps = [...history].map(([key, value]) => ({ type: 'put' as const, key, value, sublevel: this.history }));
     this.flushing = (async () => {
       const batch = this.level.batch();
       for (const op of ops) batch.put(op.key, op.value, { sublevel: op.sublevel });
-      for (const op of pointOps) batch.put(op.key, op.value, { sublevel: op.sublevel });
+      for (const op of historyOps) batch.put(op.key, op.value, { sublevel: op.sublevel });
       await batch.write();
     })();
     try {
@@ -137,7 +137,7 @@ export class RegistryDb {
     } catch (err) {
       // Keep what failed for the next attempt unless newer values were queued meanwhile.
       for (const [k, v] of hot) if (!this.hot.has(k)) this.hot.set(k, v);
-      for (const [k, v] of points) if (!this.hotPoints.has(k)) this.hotPoints.set(k, v);
+      for (const [k, v] of history) if (!this.hotHistory.has(k)) this.hotHistory.set(k, v);
       throw err;
     } finally {
       this.flushing = undefined;

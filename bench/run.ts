@@ -30,6 +30,11 @@ const BENCHES: Bench[] = [
       return !result.failed;
     },
   },
+  {
+    name: 'fleet',
+    description: 'fleet scale: simulated boxes (MQTT over mutual TLS) heartbeating into one fleet process, embedded aedes vs mosquitto (--boxes N, --interval-ms N, --duration-s N, --settle-s N, --modes aedes,mosquitto, --sim-procs N, --connect-rate N, --max-pending N, --probes N, --cpu-prof)',
+    run: async (argv) => (await import('./fleet.ts')).runFleetCli(argv),
+  },
 ];
 
 function usage(): string {

@@ -1,5 +1,6 @@
 // `npm test`: installs the real peers the tests need (Debian packages, as root), assembles the real
-// test data, then runs the whole vitest suite and prints a one-line tally.
+// test data, typechecks (strict TypeScript is a gate, not a hope), then runs the whole vitest suite
+// and prints a one-line tally. Arguments after `npm test --` go to vitest (and skip the typecheck).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -15,6 +16,10 @@ const step = (cmd: string, args: string[]) => {
 
 step('bash', ['scripts/install-peers.sh']);
 step('bash', ['scripts/fetch-data.sh']);
+if (process.argv.length <= 2) {
+  step(process.execPath, ['node_modules/typescript/bin/tsc', '--noEmit', '-p', '.']);
+  step(process.execPath, ['node_modules/typescript/bin/tsc', '--noEmit', '-p', 'fleet/web']);
+}
 
 const report = resolve(root, '.data/vitest-report.json');
 rmSync(report, { force: true });

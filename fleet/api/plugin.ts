@@ -6,7 +6,7 @@
 // benchmark). Behind a reverse proxy on the same host every caller looks like loopback: bind the
 // fleet to loopback only then, or let the proxy refuse /metrics.
 import { resolve } from 'node:path';
-import type { FastifyError, FastifyPluginAsync } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyPluginAsync } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FleetConfig } from '../../shared/config/fleet.ts';
@@ -34,10 +34,7 @@ export interface FleetApiOptions {
 
 export const OPENAPI_PATH = '/api/openapi.json';
 
-export const fleetApi: FastifyPluginAsync<FleetApiOptions> = async (app, opts) => {
-  const log = opts.log;
-  const apiTokens = opts.apiTokens ?? (await ApiTokenStore.open(resolve(opts.config.dataDir), opts.config.adminToken));
-
+async function registerDocs(app: FastifyInstance): Promise<void> {
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
@@ -47,7 +44,24 @@ export const fleetApi: FastifyPluginAsync<FleetApiOptions> = async (app, opts) =
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  app.get(OPENAPI_PATH, { config: { role: 'public' }, schema: { hide: true } }, async () => app.swagger());
+  app.get(OPENAPI_PATH, { schema: { hide: true } }, async () => app.swagger());
+}
+
+/**
+ * The OpenAPI document and /docs at the root of the app. Optional: register it before the other
+ * route plugins (enrolment, receiver) and their routes are documented too; without it fleetApi
+ * documents its own routes only.
+ */
+export const fleetOpenApi: FastifyPluginAsync = async (app) => {
+  await registerDocs(app);
+};
+// Not encapsulated (what fastify-plugin does): swagger must see routes registered beside it.
+Object.assign(fleetOpenApi, { [Symbol.for('skip-override')]: true, [Symbol.for('fastify.display-name')]: 'fleet-openapi' });
+
+export const fleetApi: FastifyPluginAsync<FleetApiOptions> = async (app, opts) => {
+  const log = opts.log;
+  const apiTokens = opts.apiTokens ?? (await ApiTokenStore.open(resolve(opts.config.dataDir), opts.config.adminToken));
+  if (!app.hasDecorator('swagger')) await registerDocs(app);
 
   // An empty JSON body (POST …/revoke from a client that sets the type anyway) reads as none.
   app.removeContentTypeParser('application/json');

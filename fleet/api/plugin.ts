@@ -15,7 +15,7 @@ import type { DeviceRegistry } from '../devices/registry.ts';
 import { ConfigInvalidError, DeviceRevokedError, DeviceService, UnknownDeviceError } from '../devices/service.ts';
 import type { AuditLog } from '../types.ts';
 import { ApiTokenStore } from './auth.ts';
-import { guard, sendError } from './guard.ts';
+import { guard, sendError, targetOf } from './guard.ts';
 import { adminRoutes, type EnrolTokens } from './routes-admin.ts';
 import { deviceRoutes } from './routes-devices.ts';
 
@@ -75,7 +75,16 @@ export const fleetApi: FastifyPluginAsync<FleetApiOptions> = async (app, opts) =
     }
   });
 
-  app.setErrorHandler((err: FastifyError, req, reply) => {
+  app.setErrorHandler(async (err: FastifyError, req, reply) => {
+    // A change that failed on the way is audited too; a malformed request changed nothing and is
+    // not (config validation refusals are audited where they happen).
+    const action = req.routeOptions.config?.action;
+    const failedChange = !(err instanceof ConfigInvalidError) && (err instanceof DeviceRevokedError || err instanceof UnknownDeviceError || !err.statusCode || err.statusCode >= 500);
+    if (action && req.apiCaller && req.method !== 'GET' && failedChange) {
+      await opts.audit
+        .record({ actor: req.apiCaller.name, action, target: targetOf(req), outcome: 'error', detail: { error: err.message } })
+        .catch((auditErr: unknown) => log.error({ err: auditErr }, 'audit write failed'));
+    }
     if (err instanceof UnknownDeviceError) return sendError(reply, 404, 'not-found', err.message);
     if (err instanceof ConfigInvalidError) return sendError(reply, 400, 'config-invalid', err.message, { errors: err.errors });
     if (err instanceof DeviceRevokedError) return sendError(reply, 409, 'revoked', err.message);

@@ -116,6 +116,7 @@ describe('device routes', () => {
     expect((await call('operator', 'PUT', `/api/devices/${ID}/config`, { config: {} })).statusCode).toBe(409);
     expect((await call('operator', 'POST', `/api/devices/${ID}/commands`, { name: 'ping' })).statusCode).toBe(409);
     expect((await h.audit.list({ limit: 5, action: 'device.revoke' }))[0]).toMatchObject({ actor: 'ada-admin', target: ID, outcome: 'ok' });
+    expect((await h.audit.list({ limit: 5, action: 'device.command' }))[0]).toMatchObject({ actor: 'otto-operator', target: ID, outcome: 'error', detail: { error: `device ${ID} is revoked` } });
   });
 });
 

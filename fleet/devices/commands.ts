@@ -81,6 +81,11 @@ export class CommandManager {
       this.metrics.ignored.inc({ reason: 'stray-answer' });
       return undefined;
     }
+    if (p.record.status !== 'pending') {
+      // Already settled (timed out a moment ago) and being saved: the first outcome stands.
+      this.metrics.ignored.inc({ reason: 'stray-answer' });
+      return undefined;
+    }
     if (p.record.deviceId !== deviceId) {
       this.metrics.ignored.inc({ reason: 'foreign-answer' });
       this.logger.warn({ deviceId, cmdId: res.id, owner: p.record.deviceId }, 'a device answered a command sent to another device; ignored');
@@ -98,6 +103,7 @@ export class CommandManager {
   async waitFor(cmdId: string, ms: number): Promise<CommandRecord | undefined> {
     const p = this.pending.get(cmdId);
     if (!p) return this.log.get(cmdId);
+    if (p.record.status !== 'pending') return { ...p.record };
     return new Promise((resolve) => {
       const t = setTimeout(() => {
         p.waiters.splice(p.waiters.indexOf(done), 1);
@@ -133,13 +139,18 @@ export class CommandManager {
 
   private async finish(record: CommandRecord, change: Partial<CommandRecord>): Promise<CommandRecord> {
     const p = this.pending.get(record.id);
-    if (p) clearTimeout(p.timer);
-    this.pending.delete(record.id);
     const final: CommandRecord = { ...record, ...change };
+    // Readers (get, waitFor) see the final record while it is being saved; it leaves the pending
+    // map only once the log has it, so no reader can fall back to the stale saved 'pending' copy.
+    if (p) {
+      clearTimeout(p.timer);
+      p.record = final;
+    }
     this.metrics.commands.inc({ status: final.status });
     try {
       await this.log.save(final, false);
     } finally {
+      if (this.pending.get(record.id) === p) this.pending.delete(record.id);
       for (const w of p?.waiters ?? []) w(final);
       this.onFinal(final);
     }

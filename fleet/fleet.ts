@@ -8,7 +8,7 @@ import Fastify, { LogController } from 'fastify';
 import type { FleetConfig } from '../shared/config/fleet.ts';
 import type { Logger } from '../shared/log.ts';
 import { FileAuditLog } from './api/audit.ts';
-import { fleetApi } from './api/plugin.ts';
+import { fleetApi, fleetOpenApi } from './api/plugin.ts';
 import { connectFleetBus } from './broker/bus.ts';
 import { startEmbeddedBroker } from './broker/embedded.ts';
 import { DeviceRegistry } from './devices/registry.ts';
@@ -78,7 +78,9 @@ export async function startFleet(config: FleetConfig, log: Logger): Promise<Runn
     requestTimeout: 0,
     ...(config.tls ? { https: await httpsOptions(pki, hosts) } : {}),
   });
-  app.get('/healthz', async () => ({ status: 'ok', broker: bus.connected ? 'connected' : 'disconnected' }));
+  // First, so the enrolment and receiver routes land in the OpenAPI document too.
+  await app.register(fleetOpenApi);
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok', broker: bus.connected ? 'connected' : 'disconnected' }));
   await app.register(enrolRoutes, { pki, tokens, directory: registry, audit, config, mqttUrl, log: log.child({ component: 'enrol' }) });
   await app.register(fleetApi, { registry, devices, tokens, audit, caPin: pki.caPin, config, log: log.child({ component: 'api' }) });
   await app.register(fleetWeb);

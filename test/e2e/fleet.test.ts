@@ -226,3 +226,17 @@ describe('fleet with an external mosquitto broker', () => {
     await waitUntil(async () => (await fleet.api.get<DeviceSummary[]>('/api/devices')).body.some((d) => d.id === id && !d.online), 15_000, 'offline seen');
   }, 30_000);
 });
+
+describe('fleet API documentation', () => {
+  it('publishes one OpenAPI document covering the device API, enrolment and the receiver', async () => {
+    const fleet = await startTestFleet();
+    try {
+      const doc = await fleet.api.as(undefined).get<{ openapi: string; paths: Record<string, unknown> }>('/api/openapi.json');
+      expect(doc.status).toBe(200);
+      expect(doc.body.openapi).toMatch(/^3\./);
+      expect(Object.keys(doc.body.paths)).toEqual(expect.arrayContaining(['/api/devices', '/api/devices/{id}/commands', '/api/enrol', '/api/audit']));
+    } finally {
+      await fleet.destroy();
+    }
+  });
+});

@@ -70,7 +70,7 @@ export interface TokenRecord {
 export interface FleetBus {
   publish(topic: string, payload: unknown, opts?: { retain?: boolean; qos?: 0 | 1 }): Promise<void>;
   /** Raw JSON payloads from devices, already routed by topic kind; the caller validates. */
-  onDeviceMessage(handler: (deviceId: string, kind: 'status' | 'telemetry' | 'config/reported' | 'commands/res', payload: unknown) => void): void;
+  onDeviceMessage(handler: (deviceId: string, kind: 'status' | 'telemetry' | 'config/reported' | 'commands/res' | 'update/status', payload: unknown) => void): void;
   readonly connected: boolean;
   close(): Promise<void>;
 }

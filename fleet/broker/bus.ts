@@ -8,7 +8,7 @@ import { FLEET_SERVICE_IDENTITY, parseDeviceTopic, topics } from '../../shared/f
 import type { Logger } from '../../shared/log.ts';
 import type { FleetBus } from '../types.ts';
 
-export type FleetBoundKind = 'status' | 'telemetry' | 'config/reported' | 'commands/res';
+export type FleetBoundKind = 'status' | 'telemetry' | 'config/reported' | 'commands/res' | 'update/status';
 type Pending = { reject(err: Error): void };
 type Handler = (deviceId: string, kind: FleetBoundKind, payload: unknown) => void;
 
@@ -37,7 +37,7 @@ export interface FleetBusStats {
 
 export type ConnectedFleetBus = FleetBus & { stats(): FleetBusStats };
 
-const FLEET_BOUND: ReadonlySet<string> = new Set<FleetBoundKind>(['status', 'telemetry', 'config/reported', 'commands/res']);
+const FLEET_BOUND: ReadonlySet<string> = new Set<FleetBoundKind>(['status', 'telemetry', 'config/reported', 'commands/res', 'update/status']);
 const BACKOFF_BASE_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
 // Messages that arrive before the first handler is registered (a persistent session's queue is

@@ -3,7 +3,7 @@
 // from here.
 import { collectDefaultMetrics, Counter, Gauge, Registry, Summary } from 'prom-client';
 
-export type MessageKind = 'status' | 'telemetry' | 'config/reported' | 'commands/res';
+export type MessageKind = 'status' | 'telemetry' | 'config/reported' | 'commands/res' | 'update/status';
 
 export interface FleetMetrics {
   registry: Registry;

@@ -148,6 +148,10 @@ export class DeviceService {
           this.registry.touch(deviceId, nowMs);
           void this.commands.answer(deviceId, payload).catch((err: unknown) => this.log.error({ err, deviceId }, 'could not store a command answer'));
           return;
+        case 'update/status':
+          // fleet/rollouts reads these (its own bus handler); here it only proves the box is alive.
+          this.registry.touch(deviceId, nowMs);
+          return;
         default:
           return this.ignore('unknown-kind', deviceId, String(kind));
       }

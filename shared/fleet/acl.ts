@@ -18,8 +18,8 @@ import { DEVICE_ID_RE, FLEET_SERVICE_IDENTITY, TOPIC_ROOT, topics, type DeviceTo
 /** Far above any topic in our tree (`mbox/<id ≤ 35>/config/reported`); a longer one is not ours. */
 export const MAX_TOPIC_LENGTH = 256;
 
-export const DEVICE_PUBLISH_KINDS = ['status', 'telemetry', 'config/reported', 'commands/res'] as const satisfies readonly DeviceTopicKind[];
-export const DEVICE_SUBSCRIBE_KINDS = ['config/desired', 'commands/req'] as const satisfies readonly DeviceTopicKind[];
+export const DEVICE_PUBLISH_KINDS = ['status', 'telemetry', 'config/reported', 'commands/res', 'update/status'] as const satisfies readonly DeviceTopicKind[];
+export const DEVICE_SUBSCRIBE_KINDS = ['config/desired', 'commands/req', 'update/offer'] as const satisfies readonly DeviceTopicKind[];
 
 const PUBLISH_KINDS: ReadonlySet<string> = new Set(DEVICE_PUBLISH_KINDS);
 const SUBSCRIBE_KINDS: ReadonlySet<string> = new Set(DEVICE_SUBSCRIBE_KINDS);

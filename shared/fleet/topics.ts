@@ -8,6 +8,8 @@
 //   mbox/<id>/config/reported   box → fleet  retained  ReportedConfig
 //   mbox/<id>/commands/req      fleet → box  QoS 1     CommandRequest (queued in the box's session while offline)
 //   mbox/<id>/commands/res      box → fleet  QoS 1     CommandResponse
+//   mbox/<id>/update/offer      fleet → box  retained  UpdateOffer (shared/update/messages.ts)
+//   mbox/<id>/update/status     box → fleet  retained  UpdateStatus
 
 export const TOPIC_ROOT = 'mbox';
 
@@ -18,8 +20,17 @@ export const DEVICE_ID_RE = new RegExp(DEVICE_ID_PATTERN);
 /** The fleet's own MQTT identity (certificate CN). Not a device id by construction. */
 export const FLEET_SERVICE_IDENTITY = 'fleet-service';
 
-export type DeviceTopicKind = 'status' | 'telemetry' | 'config/desired' | 'config/reported' | 'commands/req' | 'commands/res';
-export const DEVICE_TOPIC_KINDS: readonly DeviceTopicKind[] = ['status', 'telemetry', 'config/desired', 'config/reported', 'commands/req', 'commands/res'];
+export type DeviceTopicKind = 'status' | 'telemetry' | 'config/desired' | 'config/reported' | 'commands/req' | 'commands/res' | 'update/offer' | 'update/status';
+export const DEVICE_TOPIC_KINDS: readonly DeviceTopicKind[] = [
+  'status',
+  'telemetry',
+  'config/desired',
+  'config/reported',
+  'commands/req',
+  'commands/res',
+  'update/offer',
+  'update/status',
+];
 
 export const topics = {
   status: (id: string) => `${TOPIC_ROOT}/${id}/status`,
@@ -28,10 +39,18 @@ export const topics = {
   reported: (id: string) => `${TOPIC_ROOT}/${id}/config/reported`,
   commandRequest: (id: string) => `${TOPIC_ROOT}/${id}/commands/req`,
   commandResponse: (id: string) => `${TOPIC_ROOT}/${id}/commands/res`,
+  updateOffer: (id: string) => `${TOPIC_ROOT}/${id}/update/offer`,
+  updateStatus: (id: string) => `${TOPIC_ROOT}/${id}/update/status`,
   /** Everything one device may touch (ACL prefix). */
   devicePrefix: (id: string) => `${TOPIC_ROOT}/${id}/`,
   /** What the fleet service subscribes to. */
-  fleetSubscriptions: [`${TOPIC_ROOT}/+/status`, `${TOPIC_ROOT}/+/telemetry`, `${TOPIC_ROOT}/+/config/reported`, `${TOPIC_ROOT}/+/commands/res`],
+  fleetSubscriptions: [
+    `${TOPIC_ROOT}/+/status`,
+    `${TOPIC_ROOT}/+/telemetry`,
+    `${TOPIC_ROOT}/+/config/reported`,
+    `${TOPIC_ROOT}/+/commands/res`,
+    `${TOPIC_ROOT}/+/update/status`,
+  ],
 } as const;
 
 /** Splits `mbox/<id>/<kind>`; undefined for anything outside the tree. */

@@ -59,7 +59,7 @@ function busOver(client: MqttClient): FleetBus {
     onDeviceMessage(handler) {
       client.on('message', (topic, buf) => {
         const t = parseDeviceTopic(topic);
-        if (!t || buf.length === 0 || t.kind === 'config/desired' || t.kind === 'commands/req') return;
+        if (!t || buf.length === 0 || t.kind === 'config/desired' || t.kind === 'commands/req' || t.kind === 'update/offer') return;
         let payload: unknown;
         try {
           payload = JSON.parse(buf.toString('utf8'));

@@ -149,3 +149,20 @@ describe('mayWill', () => {
     expect(mayWill(FLEET, '$SYS/x')).toBe(false);
   });
 });
+
+describe('update topics', () => {
+  const id = 'mb-upd0001';
+  it('a box reports its update status and reads its offer, and nothing more', () => {
+    expect(mayPublish(id, topics.updateStatus(id))).toBe(true);
+    expect(maySubscribe(id, topics.updateOffer(id))).toBe(true);
+    // It may not offer itself a release, nor read the fleet's view of its status.
+    expect(mayPublish(id, topics.updateOffer(id))).toBe(false);
+    expect(maySubscribe(id, topics.updateStatus(id))).toBe(false);
+    expect(maySubscribe(id, topics.updateOffer('mb-other001'))).toBe(false);
+    expect(mayReceive(id, topics.updateOffer('mb-other001'))).toBe(false);
+  });
+  it('the fleet service subscribes to every update status', () => {
+    expect(topics.fleetSubscriptions).toContain('mbox/+/update/status');
+    expect(maySubscribe(FLEET_SERVICE_IDENTITY, 'mbox/+/update/status')).toBe(true);
+  });
+});

@@ -14,6 +14,8 @@ commands:
   ca init       create or import the fleet CA (--data-dir <fleet dir>; see \`mbox ca\`)
   token         enrolment tokens: create | list | revoke (--data-dir <fleet dir>; see \`mbox token\`)
   broker-config write a mosquitto config for \`mbox fleet --broker mqtts://…\` (--out <dir>)
+  keys init     create the release-signing key pair (--dir <dir>)
+  bundle        signed update bundles: build | verify (see \`mbox bundle\`)
   --version     print the version
 
 Every config key is also a flag (--dicom-port 11112) and an MBOX_* variable (MBOX_DICOM_PORT).`;
@@ -78,7 +80,17 @@ async function brokerConfig(argv: string[]): Promise<void> {
   await brokerConfigCommand(argv);
 }
 
-const commands: Record<string, (argv: string[]) => Promise<void>> = { appliance, fleet, status, ca, token, 'broker-config': brokerConfig };
+async function keys(argv: string[]): Promise<void> {
+  const { keysCommand } = await import('../../image-build/bundle/command.ts');
+  await keysCommand(argv);
+}
+
+async function bundle(argv: string[]): Promise<void> {
+  const { bundleCommand } = await import('../../image-build/bundle/command.ts');
+  await bundleCommand(argv);
+}
+
+const commands: Record<string, (argv: string[]) => Promise<void>> = { appliance, fleet, status, ca, token, 'broker-config': brokerConfig, keys, bundle };
 
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);

@@ -1,7 +1,7 @@
 // The box's MQTT link to the fleet: mutual TLS with the device certificate, a persistent session
 // (commands wait in it while the box is away), a retained online/offline status with a last will,
 // and reconnects that back off with jitter so a fleet coming back is not stampeded by its boxes.
-import mqtt, { Store, type IClientOptions, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { topics, parseDeviceTopic, type DeviceTopicKind } from '../../shared/fleet/topics.ts';
 import type { StatusMessage, Telemetry } from '../../shared/fleet/messages.ts';
 import type { Logger } from '../../shared/log.ts';
@@ -32,9 +32,6 @@ export class FleetLink {
   private readonly log: Logger;
   private identity: AgentIdentity;
   private client: MqttClient | undefined;
-  // One pair of stores for the life of the link: QoS 1 messages in flight survive reconnects.
-  private readonly incomingStore = new Store();
-  private readonly outgoingStore = new Store();
   private timer: NodeJS.Timeout | undefined;
   private failures = 0;
   private refused = false;
@@ -72,8 +69,11 @@ export class FleetLink {
     this.identity = identity;
     if (this.state === 'stopped') return;
     this.log.info({ notAfter: identity.notAfter }, 'fleet link: reconnecting with the renewed certificate');
-    this.dropClient();
-    this.connect();
+    // The old session ends before the new one starts: two connections with one client id at the
+    // broker race each other (the old one's goodbye can unregister the new one).
+    void this.dropClient().then(() => {
+      if (this.state !== 'stopped' && !this.client) this.connect();
+    });
   }
 
   /** QoS 1 publish. While offline: 'queue' keeps it for the reconnect, 'drop' skips it. */
@@ -133,8 +133,6 @@ export class FleetLink {
       cert: id.certPem,
       ca: id.caPem,
       rejectUnauthorized: true,
-      incomingStore: this.incomingStore,
-      outgoingStore: this.outgoingStore,
       will: { topic: topics.status(id.deviceId), payload: Buffer.from(JSON.stringify(will)), qos: 1, retain: true },
     };
     this.state = this.refused ? 'refused' : 'connecting';
@@ -154,14 +152,17 @@ export class FleetLink {
     });
   }
 
-  private dropClient(): void {
+  private async dropClient(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
     const old = this.client;
     this.client = undefined;
-    old?.removeAllListeners('close');
-    old?.on('error', () => undefined);
-    old?.end(true);
+    if (!old) return;
+    old.removeAllListeners('close');
+    old.on('error', () => undefined);
+    // A connected client leaves with DISCONNECT, so the broker drops its will: swapping the
+    // certificate is not a connection loss the fleet should see.
+    await withTimeout(old.endAsync(!old.connected), 2000).catch(() => old.end(true));
   }
 
   private scheduleReconnect(client: MqttClient): void {
@@ -190,7 +191,9 @@ export class FleetLink {
       if (client !== this.client || this.state === 'stopped') return;
       this.refused = false;
       this.state = 'connecting';
-      client.reconnect({ incomingStore: this.incomingStore, outgoingStore: this.outgoingStore });
+      // The client's own stores: QoS 1 messages in flight survive the reconnect (a new client,
+      // after a certificate swap, starts with new ones: mqtt.js closes a client's stores at its end).
+      client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });
     }, delay);
   }
 

@@ -26,7 +26,8 @@ export interface AgentPki {
   caPem: string;
   server: Pem;
   fleet: Pem;
-  device(id: string): Pem;
+  /** The device's certificate (the same one each call), or a new one with `fresh` (a renewal). */
+  device(id: string, fresh?: boolean): Pem;
   remove(): void;
 }
 
@@ -53,9 +54,9 @@ export function createAgentPki(): AgentPki {
     caPem: readFileSync(join(dir, 'ca.crt'), 'utf8'),
     server: leaf('localhost', 'extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost'),
     fleet: leaf(FLEET_SERVICE_IDENTITY, 'extendedKeyUsage=clientAuth'),
-    device(id) {
+    device(id, fresh = false) {
       let d = devices.get(id);
-      if (!d) devices.set(id, (d = leaf(id, 'extendedKeyUsage=clientAuth')));
+      if (!d || fresh) devices.set(id, (d = leaf(id, 'extendedKeyUsage=clientAuth')));
       return d;
     },
     remove: () => rmSync(dir, { recursive: true, force: true }),

@@ -106,6 +106,8 @@ export class Uploader {
     const idle = this.opts.idleMs ?? 5000;
     const due = Math.max(next ?? 0, this.pausedUntil);
     const wait = next === undefined && this.pausedUntil <= Date.now() ? idle : Math.min(idle, Math.max(50, due - Date.now()));
+    // stop() may have come while the queue was read above, before there was a sleep to cut short.
+    if (!this.running) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, wait);
       this.wakeUp = () => {

@@ -72,7 +72,7 @@ async function packageDirs(nodeModules: string): Promise<string[]> {
 }
 
 /** Removes `.bin` link farms and other platforms' prebuilt binaries; returns the bytes removed. */
-async function prune(nodeModules: string, arch: 'arm64' | 'x64'): Promise<number> {
+export async function prune(nodeModules: string, arch: 'arm64' | 'x64'): Promise<number> {
   let removed = 0;
   const drop = async (p: string): Promise<void> => {
     removed += (await stat(p)).isDirectory() ? await dirBytes(p) : (await stat(p)).size;
@@ -116,7 +116,7 @@ async function elfMachine(file: string): Promise<number | undefined> {
 }
 
 /** Native addons and the prebuilt binaries that would load on linux-<arch>. */
-async function nativeReport(nodeModules: string, arch: 'arm64' | 'x64'): Promise<{ native: NativePackage[]; skippedScripts: string[] }> {
+export async function nativeReport(nodeModules: string, arch: 'arm64' | 'x64'): Promise<{ native: NativePackage[]; skippedScripts: string[] }> {
   const native: NativePackage[] = [];
   const skippedScripts: string[] = [];
   for (const pkg of await packageDirs(nodeModules)) {

@@ -6,6 +6,9 @@ import { BundleError } from '../../shared/update/manifest.ts';
 import { BLOCK } from './tar-write.ts';
 
 const MAX_PAX_SIZE = 64 * 1024;
+const RECORD = 10240;
+/** path and size are used; the rest is metadata a bundle ignores. linkpath, sparse files … are refused. */
+const PAX_KEYS = new Set(['path', 'size', 'mtime', 'atime', 'ctime', 'uid', 'gid', 'uname', 'gname']);
 
 export interface TarHeader {
   path: string;
@@ -136,7 +139,7 @@ export class TarReader {
       if (h.every((b) => b === 0)) {
         const second = await this.src.exactly(BLOCK, 'the end-of-archive blocks');
         if (!second.every((b) => b === 0) || pax) throw unreadable('tar: malformed end of archive');
-        if (!(await this.src.atEnd())) throw unreadable('trailing data after the end of the archive');
+        await this.zeroPaddingOnly();
         this.ended = true;
         return null;
       }
@@ -160,7 +163,7 @@ export class TarReader {
       let path = prefix ? `${prefix}/${name}` : name;
       let entrySize = size;
       if (pax) {
-        for (const key of pax.keys()) if (key !== 'path' && key !== 'size' && key !== 'mtime') throw unreadable(`pax header: unsupported key '${key}'`);
+        for (const key of pax.keys()) if (!PAX_KEYS.has(key)) throw unreadable(`pax header: unsupported key '${key}'`);
         path = pax.get('path') ?? path;
         const paxSize = pax.get('size');
         if (paxSize !== undefined) {
@@ -172,6 +175,19 @@ export class TarReader {
       this.pending = entrySize;
       this.pendingPad = (BLOCK - (entrySize % BLOCK)) % BLOCK;
       return { path, size: entrySize, mode: octalField(h, 100, 8, 'mode'), mtime: octalField(h, 136, 12, 'mtime') };
+    }
+  }
+
+  /**
+   * After the end blocks: nothing, or the zero padding tar(1) adds to fill its last 10240-byte
+   * record. Anything else is data smuggled past the archive's end.
+   */
+  private async zeroPaddingOnly(): Promise<void> {
+    let zeros = 0;
+    while (!(await this.src.atEnd())) {
+      const chunk = await this.src.take(RECORD, 'padding');
+      zeros += chunk.length;
+      if (zeros >= RECORD || !chunk.every((b) => b === 0)) throw unreadable('trailing data after the end of the archive');
     }
   }
 

@@ -2,7 +2,7 @@
 // live outside and stay up throughout; this part stops and starts only what a config change names,
 // and puts the previous config back when a step fails, so a bad remote config never bricks a box.
 import { EventEmitter } from 'node:events';
-import type { ApplianceConfig } from '../../shared/config/appliance.ts';
+import { destinationsOf, type ApplianceConfig } from '../../shared/config/appliance.ts';
 import { setLogLevel, type Logger } from '../../shared/log.ts';
 import type { IngestContext } from '../ingest/intake.ts';
 import type { FolderWatcher } from '../ingest/watcher.ts';
@@ -189,6 +189,9 @@ export class ApplianceRuntime extends EventEmitter<{ config: [ApplianceConfig, S
   }
 
   private openPipeline(config: ApplianceConfig): Promise<RunningPipeline | undefined> {
+    // Errors of destinations that are gone no longer stand.
+    const names = new Set(destinationsOf(config).map((d) => d.name));
+    for (const name of this.errors.keys()) if (!names.has(name)) this.errors.delete(name);
     return openPipeline(config, {
       store: this.parts.store,
       metrics: this.parts.metrics,

@@ -17,6 +17,8 @@ import { enrolRoutes, httpsOptions } from './enrol/routes.ts';
 import { TokenStore } from './enrol/tokens.ts';
 import { stowReceiver } from './ingest/stow-receiver.ts';
 import { openPki } from './pki/pki.ts';
+import { ReleaseStore } from './rollouts/releases.ts';
+import { RolloutService } from './rollouts/service.ts';
 import type { BrokerControl, FleetPki } from './types.ts';
 import { fleetWeb } from './web/plugin.ts';
 
@@ -70,6 +72,10 @@ export async function startFleet(config: FleetConfig, log: Logger): Promise<Runn
   const bus = await connectFleetBus({ url: brokerUrl, caPem: brokerCa, certPem: service.certPem, keyPem: service.keyPem, log: log.child({ component: 'bus' }) });
   const devices = new DeviceService({ registry, bus, audit, config, ...(broker ? { broker } : {}), log: log.child({ component: 'devices' }) });
   await devices.start();
+  const releases = await ReleaseStore.open(resolve(dataDir, 'releases'), await Promise.all(config.releasePubkeys.map((p) => readFile(resolve(p), 'utf8'))), Math.round(config.releaseMaxMb * 1e6));
+  let releaseBaseUrl = config.releaseBaseUrl?.replace(/\/+$/, '') ?? '';
+  const rollouts = new RolloutService({ dir: resolve(dataDir, 'rollouts'), releases, registry, bus, audit, log: log.child({ component: 'rollouts' }), baseUrl: () => releaseBaseUrl, defaultHealthTimeoutMs: config.rolloutHealthTimeoutMs });
+  await rollouts.load();
 
   const app = Fastify({
     loggerInstance: log.child({ component: 'fleet-api' }),
@@ -82,7 +88,7 @@ export async function startFleet(config: FleetConfig, log: Logger): Promise<Runn
   await app.register(fleetOpenApi);
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok', broker: bus.connected ? 'connected' : 'disconnected' }));
   await app.register(enrolRoutes, { pki, tokens, directory: registry, audit, config, mqttUrl, log: log.child({ component: 'enrol' }) });
-  await app.register(fleetApi, { registry, devices, tokens, audit, caPin: pki.caPin, config, log: log.child({ component: 'api' }) });
+  await app.register(fleetApi, { registry, devices, tokens, audit, caPin: pki.caPin, config, log: log.child({ component: 'api' }), updates: { releases, rollouts } });
   await app.register(fleetWeb);
   await app.register(stowReceiver, {
     dataDir: resolve(dataDir, 'ingest'),
@@ -97,6 +103,8 @@ export async function startFleet(config: FleetConfig, log: Logger): Promise<Runn
   const httpPort = typeof address === 'object' && address ? address.port : config.httpPort;
   const baseUrl = `${config.tls ? 'https' : 'http'}://${displayHost(config.httpHost)}:${httpPort}`;
   const dicomWebUrl = `${baseUrl}/dicom-web`;
+  releaseBaseUrl ||= baseUrl;
+  await rollouts.start();
   log.info({ httpPort, baseUrl, mqttUrl, embeddedBroker: Boolean(broker), caPin: pki.caPin, forwardUrl: config.forwardUrl }, 'fleet ready');
   let stopped = false;
   return {
@@ -112,6 +120,7 @@ export async function startFleet(config: FleetConfig, log: Logger): Promise<Runn
       if (stopped) return;
       stopped = true;
       await app.close();
+      await rollouts.stop();
       await devices.stop();
       await bus.close();
       await broker?.close();

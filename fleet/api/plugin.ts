@@ -18,6 +18,10 @@ import { ApiTokenStore } from './auth.ts';
 import { guard, sendError, targetOf } from './guard.ts';
 import { adminRoutes, type EnrolTokens } from './routes-admin.ts';
 import { deviceRoutes } from './routes-devices.ts';
+import { releaseRoutes } from './routes-releases.ts';
+import { rolloutRoutes } from './routes-rollouts.ts';
+import type { ReleaseStore } from '../rollouts/releases.ts';
+import type { RolloutService } from '../rollouts/service.ts';
 
 export interface FleetApiOptions {
   registry: DeviceRegistry;
@@ -30,6 +34,8 @@ export interface FleetApiOptions {
   log: Logger;
   /** Defaults to <config.dataDir>/api-tokens.json with config.adminToken as bootstrap admin. */
   apiTokens?: ApiTokenStore;
+  /** Releases and rollouts (fleet/rollouts); without them those routes are absent. */
+  updates?: { releases: ReleaseStore; rollouts: RolloutService };
 }
 
 export const OPENAPI_PATH = '/api/openapi.json';
@@ -98,7 +104,20 @@ export const fleetApi: FastifyPluginAsync<FleetApiOptions> = async (app, opts) =
   // The guard sits in a child context so only these routes (not /docs) are protected.
   await app.register(async (child) => {
     child.addHook('onRequest', guard({ apiTokens, audit: opts.audit, log }));
+    const updates = opts.updates;
+    if (updates) {
+      // GET /api/devices/:id carries the box's update state (DeviceDetail.update), which the
+      // device service does not know about.
+      child.addHook('preSerialization', async (req, reply, payload) => {
+        if (req.method !== 'GET' || req.routeOptions.url !== '/api/devices/:id' || reply.statusCode !== 200 || !payload || typeof payload !== 'object') return payload;
+        return { ...payload, update: updates.rollouts.deviceUpdate((req.params as { id: string }).id) };
+      });
+    }
     await child.register(deviceRoutes, { registry: opts.registry, devices: opts.devices, audit: opts.audit });
+    if (updates) {
+      await child.register(releaseRoutes, { ...updates, registry: opts.registry, apiTokens, audit: opts.audit, maxBytes: Math.round(opts.config.releaseMaxMb * 1e6) });
+      await child.register(rolloutRoutes, { rollouts: updates.rollouts, registry: opts.registry, audit: opts.audit });
+    }
     await child.register(adminRoutes, { tokens: opts.tokens, apiTokens, audit: opts.audit, caPin: opts.caPin, metrics: opts.devices.metrics.registry });
   });
   log.info({ bootstrapAdmin: Boolean(opts.config.adminToken), tokens: apiTokens.list().length }, 'fleet API ready');

@@ -6,7 +6,7 @@ import type { HistoryRing } from './history.ts';
 
 export interface DeviceEvent {
   at: string;
-  event: 'enrolled' | 'renewed' | 'online' | 'offline' | 'config-desired' | 'config-applied' | 'config-rejected' | 'config-failed' | 'command' | 'revoked' | 'updated';
+  event: 'enrolled' | 'renewed' | 'online' | 'offline' | 'config-desired' | 'config-applied' | 'config-rejected' | 'config-failed' | 'command' | 'revoked' | 'updated' | 'update';
   detail?: string;
 }
 

@@ -24,6 +24,13 @@ export const FleetConfigSchema = Type.Object(
     deviceCertValidityDays: Type.Number({ exclusiveMinimum: 0, maximum: 3650, default: 90 }),
     enrolClockSkewS: Type.Integer({ minimum: 1, default: 300, description: 'largest clock difference a box may have at enrolment' }),
     commandTimeoutMs: Type.Integer({ minimum: 100, default: 30000 }),
+    releasePubkeys: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description: 'PEM files of the ed25519 public keys the fleet accepts release bundles from (mbox keys init); none: uploads are refused',
+    }),
+    releaseMaxMb: Type.Number({ exclusiveMinimum: 0, maximum: 16384, default: 1024, description: 'largest release bundle an upload may carry, in MB' }),
+    releaseBaseUrl: Type.Optional(Type.String({ pattern: '^https://', description: 'fleet URL as boxes reach it, for the bundle URL in update offers (default: the fleet\'s own)' })),
+    rolloutHealthTimeoutMs: Type.Integer({ minimum: 1000, default: 1_800_000, description: 'a box silent this long after its offer or last update status counts as failed (timeout)' }),
     alertOfflineMinutes: Type.Number({ minimum: 0, default: 10 }),
     alertDiskPercent: Type.Number({ minimum: 1, maximum: 100, default: 85 }),
     alertQueueAgeMinutes: Type.Number({ minimum: 0, default: 60 }),

@@ -1,6 +1,7 @@
 // Response bodies of the fleet API (fleet/api) that the dashboard (fleet/web), the CLI and tests
 // read. Request schemas live next to their routes.
 import { Type, type Static } from '@sinclair/typebox';
+import { UpdateStatus } from '../update/messages.ts';
 import { DesiredConfig, ReportedConfig, Telemetry } from './messages.ts';
 
 export const ROLES = ['viewer', 'operator', 'admin'] as const;
@@ -55,6 +56,30 @@ export type TelemetryPoint = Static<typeof TelemetryPoint>;
 
 export const DeviceEvent = Type.Object({ at: Type.String(), event: Type.String(), detail: Type.Optional(Type.String()) });
 
+/** A box's update state as the fleet knows it (fleet/rollouts). */
+export const DeviceUpdate = Type.Object({
+  /** The last update status the box reported. (Unsafe keeps the schema as is: static types of
+   *  Composite and the fastify type provider turn UpdateStatus's mapped phase union into never.) */
+  status: Type.Union([Type.Unsafe<UpdateStatus>(UpdateStatus), Type.Null()]),
+  /** The newest rollout that includes the box, with the box's status in it. */
+  rollout: Type.Union([
+    Type.Object({ id: Type.String(), version: Type.String(), state: Type.String(), boxStatus: Type.String(), reason: Type.Optional(Type.String()) }),
+    Type.Null(),
+  ]),
+  /** Releases that failed on this box: never offered to it again unless an admin re-approves. */
+  failedReleases: Type.Array(
+    Type.Object({
+      version: Type.String(),
+      state: Type.Union([Type.Literal('failed'), Type.Literal('approved')]),
+      reason: Type.String(),
+      at: Type.String(),
+      rolloutId: Type.Union([Type.String(), Type.Null()]),
+      approvedBy: Type.Optional(Type.String()),
+    }),
+  ),
+});
+export type DeviceUpdate = Static<typeof DeviceUpdate>;
+
 export const DeviceDetail = Type.Composite([
   DeviceSummary,
   Type.Object({
@@ -66,6 +91,7 @@ export const DeviceDetail = Type.Composite([
     reported: Type.Union([ReportedConfig, Type.Null()]),
     alertList: Type.Array(Alert),
     events: Type.Array(DeviceEvent),
+    update: Type.Optional(DeviceUpdate),
   }),
 ]);
 export type DeviceDetail = Static<typeof DeviceDetail>;

@@ -82,13 +82,16 @@ export class RolloutService {
         if (this.running && kind === 'update/status') this.onStatus(id, payload);
       });
     }
-    // The embedded broker keeps retained messages in memory only: put standing offers back.
+    // The embedded broker keeps retained messages in memory only: put standing offers back. The
+    // health timeout starts again now: no box could report while the fleet was down.
     let republished = 0;
+    const nowIso = new Date().toISOString();
     for (const r of this.rollouts.values()) {
       if (r.state === 'aborted') continue;
       for (const b of r.boxes) {
         if (!ACTIVE_STATUSES.has(b.status)) continue;
         republished++;
+        b.updatedAt = nowIso;
         void this.publishOffer(r, b.deviceId, b.retryApproved === true, b.offeredAt);
       }
     }

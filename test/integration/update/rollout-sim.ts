@@ -187,7 +187,9 @@ export class SimUpdateBox {
     await client.subscribeAsync({ [topics.updateOffer(id)]: { qos: 1 } });
   }
 
+  /** Disconnects; an offer not acted on yet is dropped (the box is gone). */
   async close(): Promise<void> {
+    if (this.current) this.current.cancelled = true;
     await this.client?.endAsync(true);
   }
 

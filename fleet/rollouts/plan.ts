@@ -234,7 +234,7 @@ export function step(r: Rollout, ctx: PlanContext): Action[] {
     }
     w.state = 'complete';
     w.completedAt = new Date(ctx.nowMs).toISOString();
-    note(r, ctx.nowMs, { event: 'wave-complete', wave: w.index, detail: `wave ${w.index + 1}: ${t.committed} of ${t.counted} committed (${pct(t.successRate)})` });
+    note(r, ctx.nowMs, { event: 'wave-complete', wave: w.index, detail: w.size === 0 ? `wave ${w.index + 1}: no boxes` : `wave ${w.index + 1}: ${t.committed} of ${t.counted} committed (${pct(t.successRate)})` });
     actions.push({ kind: 'wave-complete', wave: w.index });
     if (r.currentWave >= r.waves.length - 1) {
       r.state = 'completed';

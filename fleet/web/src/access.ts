@@ -15,6 +15,11 @@ export const NEEDS = {
   'token.create': 'admin',
   'token.revoke': 'admin',
   'audit.read': 'admin',
+  'release.upload': 'admin',
+  'release.delete': 'admin',
+  'rollout.create': 'operator',
+  'rollout.control': 'operator',
+  'rollout.retry': 'admin',
 } as const satisfies Record<string, Role>;
 
 export type Action = keyof typeof NEEDS;

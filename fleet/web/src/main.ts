@@ -1,10 +1,13 @@
 // Entry point: login, the top navigation and hash routing (#/ · #/devices/:id · #/stats ·
-// #/tokens · #/audit). Each view owns its element and timers; leaving a view disposes it.
+// #/releases · #/rollouts[/:id] · #/tokens · #/audit). Each view owns its element and timers; leaving a view disposes it.
 import { ROLE_ORDER, can } from './access.ts';
 import { ApiFailure, call, onUnauthorized, storeToken, storedToken, type Me } from './api.ts';
 import { auditView } from './view-audit.ts';
 import { deviceView } from './view-device.ts';
 import { overviewView } from './view-overview.ts';
+import { releasesView } from './view-releases.ts';
+import { rolloutView } from './view-rollout.ts';
+import { rolloutsView } from './view-rollouts.ts';
 import { statsView } from './view-stats.ts';
 import { tokensView } from './view-tokens.ts';
 import { h, replace } from './dom.ts';
@@ -28,6 +31,9 @@ const ROUTES: readonly Route[] = [
   { pattern: /^\/$/, title: 'Fleet overview', nav: '#/', make: overviewView },
   { pattern: /^\/devices\/([^/]+)$/, title: 'Device', make: deviceView },
   { pattern: /^\/stats$/, title: 'Operations statistics', nav: '#/stats', make: statsView },
+  { pattern: /^\/releases$/, title: 'Releases', nav: '#/releases', make: releasesView },
+  { pattern: /^\/rollouts$/, title: 'Rollouts', nav: '#/rollouts', make: rolloutsView },
+  { pattern: /^\/rollouts\/([^/]+)$/, title: 'Rollout', make: rolloutView },
   { pattern: /^\/tokens$/, title: 'Enrolment tokens', nav: '#/tokens', make: tokensView, allowed: (m) => can(m.role, 'token.read') },
   { pattern: /^\/audit$/, title: 'Audit log', nav: '#/audit', make: auditView, allowed: (m) => can(m.role, 'audit.read') },
 ];

@@ -7,6 +7,7 @@ import { call, get, seg } from './api.ts';
 import { commandsPanel } from './device-commands.ts';
 import { configPanel } from './device-config.ts';
 import { pipelineFigures, telemetryCharts } from './device-charts.ts';
+import { updatePanel } from './device-update.ts';
 import { h, replace } from './dom.ts';
 import { dateTime, relativeTime } from './format.ts';
 import { ask, busy, errorBox, healthBadge, keyValues, onlineDot, section } from './ui.ts';
@@ -113,6 +114,7 @@ export function deviceView(ctx: ViewContext): View {
   const chartsBox = h('div');
   const figuresBox = h('div');
   const eventsBox = h('div');
+  const updateBox = h('div');
   const adminBox = h('div', { class: 'actions actions-left' });
   const metaBox = h('div');
   let chartKey = '';
@@ -141,6 +143,7 @@ export function deviceView(ctx: ViewContext): View {
     }
     replace(figuresBox, pipelineFigures(d));
     replace(eventsBox, events(d));
+    replace(updateBox, updatePanel(d));
     config.update(d);
     if (!built) {
       built = true;
@@ -165,6 +168,7 @@ export function deviceView(ctx: ViewContext): View {
     section('Alerts', alertsBox),
     section('Telemetry', chartsBox),
     section('Pipeline and host figures', figuresBox),
+    section('Software update', updateBox),
     section('Config', config.el),
     section('Commands', commands.el),
     section('Events', eventsBox),

@@ -35,6 +35,11 @@ const BENCHES: Bench[] = [
     description: 'fleet scale: simulated boxes (MQTT over mutual TLS) heartbeating into one fleet process, embedded aedes vs mosquitto (--boxes N, --interval-ms N, --duration-s N, --settle-s N, --modes aedes,mosquitto, --sim-procs N, --connect-rate N, --max-pending N, --probes N, --cpu-prof)',
     run: async (argv) => (await import('./fleet.ts')).runFleetCli(argv),
   },
+  {
+    name: 'rollout',
+    description: 'staged rollout over simulated boxes (mTLS MQTT, Range downloads) into a fleet child process: rollout started → wave committed per wave, bundle and download bytes (--boxes N, --bundle-mb N, --fail-percent N[,N], --pieces N, --health-ms N, --seed N, --waves 1,10%,50%,100%)',
+    run: async (argv) => (await import('./rollout.ts')).runRolloutCli(argv),
+  },
 ];
 
 function usage(): string {

@@ -130,8 +130,13 @@ export class SimUpdateBox {
   failedVersions: string[] = [];
   firmware: string;
   downloadedBytes = 0;
+  rangeRequests = 0;
+  /** Per final report: ms from receiving the offer to reporting the outcome (benchmarks). */
+  readonly outcomes: Array<{ rolloutId: string; phase: UpdateStatus['phase']; ms: number; downloadMs: number }> = [];
+  private receivedAt = 0;
+  private downloadMs = 0;
   private client: MqttClient | undefined;
-  private current: { offer: UpdateOffer; cancelled: boolean } | undefined;
+  private current: { offer: UpdateOffer; cancelled: boolean; at: number } | undefined;
   private busy: Promise<void> = Promise.resolve();
   private readonly caPem: string;
   private readonly mqttUrl: string;
@@ -174,7 +179,7 @@ export class SimUpdateBox {
       }
       const offer = JSON.parse(payload.toString('utf8')) as UpdateOffer;
       this.offers.push({ offer, at: Date.now() });
-      const job = { offer, cancelled: false };
+      const job = { offer, cancelled: false, at: Date.now() };
       if (this.current) this.current.cancelled = true;
       this.current = job;
       this.busy = this.busy.then(() => this.follow(job)).catch(() => undefined);
@@ -206,13 +211,16 @@ export class SimUpdateBox {
   private async report(offer: UpdateOffer, phase: UpdateStatus['phase'], extra: Partial<UpdateStatus> = {}): Promise<void> {
     const st: UpdateStatus = { rolloutId: offer.rolloutId, version: offer.version, phase, runningVersion: this.firmware, failedVersions: [...this.failedVersions], at: new Date().toISOString(), ...extra };
     this.reported.push(st);
+    if (['committed', 'rolled-back', 'refused', 'failed'].includes(phase)) this.outcomes.push({ rolloutId: offer.rolloutId, phase, ms: Date.now() - this.receivedAt, downloadMs: this.downloadMs });
     await this.client!.publishAsync(topics.updateStatus(this.id), JSON.stringify(st), { qos: 1, retain: true });
   }
 
-  private async follow(job: { offer: UpdateOffer; cancelled: boolean }): Promise<void> {
+  private async follow(job: { offer: UpdateOffer; cancelled: boolean; at: number }): Promise<void> {
     const { offer } = job;
     if (this.behaviour.actDelayMs > 0) await sleep(this.behaviour.actDelayMs);
     if (job.cancelled || offer.version === this.firmware) return;
+    this.receivedAt = job.at;
+    this.downloadMs = 0;
     try {
       await this.install(offer);
     } catch (err) {
@@ -225,7 +233,9 @@ export class SimUpdateBox {
       return this.report(offer, 'refused', { reason: `${offer.version} failed on this box before; not re-approved` });
     }
     await this.report(offer, 'downloading', { progress: { bytes: 0, total: offer.size } });
+    const started = Date.now();
     const body = await this.download(offer);
+    this.downloadMs = Date.now() - started;
     await this.report(offer, 'verifying');
     const sha = createHash('sha256').update(body).digest('hex');
     if (body.length !== offer.size || sha !== offer.sha256) return this.report(offer, 'refused', { reason: `bundle sha256 ${sha} or size ${body.length} differs from the offer` });
@@ -253,6 +263,7 @@ export class SimUpdateBox {
       const res = await fetchRange(offer.url, this.identity, this.caPem, { start, end });
       if (res.status !== 206) throw new Error(`${this.id}: bundle download answered ${res.status}: ${res.body.toString('utf8').slice(0, 200)}`);
       this.downloadedBytes += res.body.length;
+      this.rangeRequests++;
       parts.push(res.body);
     }
     return Buffer.concat(parts);

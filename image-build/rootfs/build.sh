@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Builds the box's arm64 Debian root filesystem (debootstrap, second stage under qemu-user-static),
 # installs the app into slot A, and packs a rootfs tarball and optionally a partitioned disk image.
 # See image-build/README.md for the host packages it needs and what each output is.

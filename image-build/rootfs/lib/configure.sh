@@ -36,7 +36,7 @@ configure_rootfs() {
   rm -rf "$r/etc/mbox"
   ln -s /var/lib/mbox/config "$r/etc/mbox"
   chown -R "$mbox_uid:$mbox_gid" "$r/var/lib/mbox" "$r/opt/mbox"
-  chmod 0750 "$r/var/lib/mbox"
+  chmod 0750 "$r/var/lib/mbox" "$r/var/lib/mbox/config" "$r/var/lib/mbox/log"
 
   install -m 0644 "$files/fstab" "$r/etc/fstab"
   echo "$hostname" >"$r/etc/hostname"
@@ -55,6 +55,10 @@ configure_rootfs() {
       install -D -m 0644 /dev/stdin "$r/etc/systemd/system/ssh.service.d/mbox-hostkeys.conf"
   fi
 
+  # logrotate.timer does cron's one job here; cron only came in as logrotate's first alternative.
+  systemctl --root="$r" disable cron.service >/dev/null 2>&1 || true
+  # The OS changes only with a new image: no daily package-list downloads from a clinic network.
+  systemctl --root="$r" disable apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1 || true
   systemctl --root="$r" set-default multi-user.target >/dev/null 2>&1
   systemctl --root="$r" enable mbox.service mbox-firstboot.service mbox-growdata.service \
     systemd-networkd.service systemd-resolved.service systemd-timesyncd.service >/dev/null 2>&1
@@ -76,8 +80,8 @@ clean_rootfs() {
   # Password-change dates would otherwise be the build day.
   local days=$((SOURCE_DATE_EPOCH / 86400))
   sed -i -E "s/^([^:]*:[^:]*:)[0-9]+:/\1$days:/" "$r/etc/shadow"
-  # Manuals are excluded for later installs by dpkg-nodoc.cfg; drop the ones debootstrap put there.
-  rm -rf "$r"/usr/share/man/* "$r"/usr/share/info/*
+  # Manuals and translations are excluded for later installs by dpkg-nodoc.cfg; drop the ones debootstrap put there.
+  rm -rf "$r"/usr/share/man/* "$r"/usr/share/info/* "$r"/usr/share/locale/*
   find "$r/usr/share/doc" -mindepth 2 ! -name copyright ! -path '*/doc/mbox/*' \( -type f -o -type l \) -delete
   find "$r/usr/share/doc" -mindepth 1 -type d -empty -delete
   return 0

@@ -59,7 +59,10 @@ build_disk_image() {
   rm -f "$work/root.img" "$work/data.img" "$work/boot.img"
   E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mkfs.ext4 -q -F -L mbox-root -U "$ru" -E "hash_seed=$ru" \
     -d "$rootfs" "$work/root.img" "${root_mib}M"
-  E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mkfs.ext4 -q -F -L mbox-data -U "$du" -E "hash_seed=$du" \
+  # Made small, grown at first boot: 4 KiB blocks and the usual inode ratio (mke2fs would pick the
+  # "small" profile for 256 MiB), and reserved group descriptors for growing online to 4 TiB.
+  E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mkfs.ext4 -q -F -L mbox-data -U "$du" -T default -b 4096 \
+    -E "hash_seed=$du,resize=1073741824,root_owner=$mbox_uid:$mbox_gid" \
     -d "$data_tree" "$work/data.img" "${data_mib}M"
   mkfs.vfat -C -n MBOX-BOOT -i "${bu:0:8}" "$work/boot.img" $((boot_mib * 1024)) >/dev/null
   fill_boot "$work/boot.img"

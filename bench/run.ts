@@ -36,6 +36,11 @@ const BENCHES: Bench[] = [
     run: async (argv) => (await import('./fleet.ts')).runFleetCli(argv),
   },
   {
+    name: 'bundle',
+    description: 'update bundle: stage + build the real release (node_modules and Node for the box), size = download per update, stage/build/verify/extract times, vs tar czf (--arch arm64|x64, --refs default|all, --cold, --cache-dir DIR, --work-dir DIR)',
+    run: async (argv) => (await import('./bundle.ts')).runBundleCli(argv),
+  },
+  {
     name: 'rollout',
     description: 'staged rollout over simulated boxes (mTLS MQTT, Range downloads) into a fleet child process: rollout started → wave committed per wave, bundle and download bytes (--boxes N, --bundle-mb N, --fail-percent N[,N], --pieces N, --health-ms N, --seed N, --waves 1,10%,50%,100%)',
     run: async (argv) => (await import('./rollout.ts')).runRolloutCli(argv),

@@ -133,6 +133,35 @@ export async function appFiles(root: string): Promise<AppFiles> {
   return { files: [...shipped].sort(), notes: [...new Set(notes)].sort() };
 }
 
+/**
+ * npm packages the given modules load (import, import(), require and createRequire(...)(…)), by
+ * package name: what the box's code needs from node_modules, before their own dependencies.
+ */
+export async function packageImports(root: string, files: readonly string[]): Promise<Set<string>> {
+  const ts = (await import('typescript')).default;
+  const out = new Set<string>();
+  const add = (spec: string): void => {
+    if (spec.startsWith('.') || spec.startsWith('/') || spec.startsWith('node:') || spec.startsWith('#')) return;
+    const parts = spec.split('/');
+    out.add(spec.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0]!);
+  };
+  for (const file of files.filter((f) => MODULE_RE.test(f))) {
+    const src = ts.createSourceFile(file, readFileSync(join(root, file), 'utf8'), ts.ScriptTarget.Latest, false);
+    const visit = (node: import('typescript').Node): void => {
+      if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) {
+        const typeOnly = ts.isImportDeclaration(node) ? node.importClause?.isTypeOnly : node.isTypeOnly;
+        if (!typeOnly) add(node.moduleSpecifier.text);
+      } else if (ts.isCallExpression(node) && node.arguments[0] && ts.isStringLiteralLike(node.arguments[0])) {
+        const callee = node.expression;
+        if (callee.kind === ts.SyntaxKind.ImportKeyword || (ts.isIdentifier(callee) && callee.text === 'require') || ts.isCallExpression(callee)) add(node.arguments[0].text);
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(src);
+  }
+  return out;
+}
+
 /** Files whose exec bit is set in the working tree (scripts/mbox). */
 export function isExecutable(root: string, file: string): boolean {
   return (statSync(join(root, file)).mode & 0o111) !== 0;

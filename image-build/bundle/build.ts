@@ -3,11 +3,11 @@
 // second pass re-hashes so a file that changed in between fails the build instead of the install.
 import { createHash, randomBytes, sign } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, open, readdir, rename, rm } from 'node:fs/promises';
+import { lstat, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import { createGzip, constants as zc } from 'node:zlib';
+import { createGzip } from 'node:zlib';
 import { BUNDLE_FORMAT, MANIFEST_ENTRY, PAYLOAD_PREFIX, SIGNATURE_ENTRY, canonicalJson, type BundleFile, type BundleManifest, type BundleSignature } from '../../shared/update/manifest.ts';
 import { fsyncPath } from '../../shared/storage/fsync.ts';
 import { checkManifest } from './checks.ts';
@@ -51,17 +51,31 @@ export async function listStage(dir: string): Promise<StagedFile[]> {
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-async function sha256File(path: string): Promise<{ sha256: string; size: number }> {
+/** Files up to this size are read in one call: a stream per file costs more than the hashing. */
+const SMALL_FILE = 1 << 20;
+
+async function sha256File(file: StagedFile): Promise<{ sha256: string; size: number }> {
+  if (file.size <= SMALL_FILE) {
+    const buf = await readFile(file.abs);
+    return { sha256: createHash('sha256').update(buf).digest('hex'), size: buf.length };
+  }
   const h = createHash('sha256');
   let size = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+  for await (const chunk of createReadStream(file.abs, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
     h.update(chunk);
     size += chunk.length;
   }
   return { sha256: h.digest('hex'), size };
 }
 
-/** Yields a file's chunks and checks, at the end, that they still hash to what the manifest says. */
+/** A file's bytes for the tar, checked to still hash to what the manifest says (whole if small, else streamed). */
+async function checkedBody(file: StagedFile & { sha256: string }): Promise<Buffer | AsyncIterable<Buffer>> {
+  if (file.size > SMALL_FILE) return checkedChunks(file);
+  const buf = await readFile(file.abs);
+  if (createHash('sha256').update(buf).digest('hex') !== file.sha256) throw new Error(`${file.path} changed while being bundled`);
+  return buf;
+}
+
 async function* checkedChunks(file: StagedFile & { sha256: string }): AsyncGenerator<Buffer> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(file.abs, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
@@ -83,7 +97,7 @@ export async function buildBundle(opts: BuildOptions): Promise<{ manifest: Bundl
   if (staged.length === 0) throw new Error(`stage ${opts.stageDir} holds no files`);
   const files: (StagedFile & BundleFile)[] = [];
   for (const f of staged) {
-    const { sha256, size } = await sha256File(f.abs);
+    const { sha256, size } = await sha256File(f);
     files.push({ ...f, size, sha256 });
   }
   const manifest: BundleManifest = {
@@ -115,7 +129,7 @@ export async function buildBundle(opts: BuildOptions): Promise<{ manifest: Bundl
   });
   // Level 9: a release is built once and downloaded by every box. No file name or time in the gzip
   // header (node:zlib writes neither), so the bytes depend on the inputs alone.
-  const gzip = createGzip({ level: 9, memLevel: 9, strategy: zc.Z_DEFAULT_STRATEGY });
+  const gzip = createGzip({ level: 9 });
   const written = pipeline(gzip, counter, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
   // Observed here so an early failure of either side never becomes an unhandled rejection; the race
   // below stops feeding a pipeline that failed (disk full) instead of waiting for 'drain' forever.
@@ -126,7 +140,7 @@ export async function buildBundle(opts: BuildOptions): Promise<{ manifest: Bundl
       (async () => {
         await tar.addFile({ path: MANIFEST_ENTRY, size: manifestBytes.length, mode: 0o644, mtime }, manifestBytes);
         await tar.addFile({ path: SIGNATURE_ENTRY, size: signatureBytes.length, mode: 0o644, mtime }, signatureBytes);
-        for (const f of files) await tar.addFile({ path: PAYLOAD_PREFIX + f.path, size: f.size, mode: f.mode, mtime }, checkedChunks(f));
+        for (const f of files) await tar.addFile({ path: PAYLOAD_PREFIX + f.path, size: f.size, mode: f.mode, mtime }, await checkedBody(f));
         await tar.finish();
         gzip.end();
       })(),

@@ -25,6 +25,8 @@ export interface StageDetail {
   parts: { app: { files: number; bytes: number }; nodeModules: { files: number; bytes: number }; runtime: { files: number; bytes: number } };
   native: NativePackage[];
   notes: string[];
+  /** Whether node_modules and the Node runtime came from the cache (no registry traffic). */
+  cached: { modules: boolean; runtime: boolean };
 }
 
 async function ensureEmpty(dir: string): Promise<void> {
@@ -79,6 +81,7 @@ export async function stageReleaseDetailed(opts: StageOptions & { root?: string 
     parts: { app: { files: app.files.length, bytes: appBytes }, nodeModules: sum((p) => p.startsWith('node_modules/')), runtime: sum((p) => p.startsWith('bin/')) },
     native: modules.native,
     notes: app.notes,
+    cached: { modules: modules.cached, runtime: runtime.cached },
   };
   opts.log?.info({ files: detail.files, bytes: detail.bytes, parts: detail.parts }, 'release staged');
   return detail;

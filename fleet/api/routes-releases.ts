@@ -67,15 +67,17 @@ async function sendBundle(req: FastifyRequest, reply: FastifyReply, version: str
   if (decision.kind === 'unsatisfiable') return sendError(reply.header('content-range', `bytes */${rec.size}`), 416, 'range-not-satisfiable', `range ${req.headers.range} is outside the ${rec.size} bytes of ${rec.version}`);
   const path = opts.releases.bundlePath(rec.version);
   reply.type('application/octet-stream');
+  // HEAD answers the same headers without opening the file.
+  const body = (start?: number, end?: number) => (req.method === 'HEAD' ? undefined : createReadStream(path, start === undefined ? {} : { start, end }));
   if (decision.kind === 'partial') {
     const { start, end } = decision;
     reply.code(206).header('content-range', `bytes ${start}-${end}/${rec.size}`).header('content-length', end - start + 1);
     req.log.debug({ version: rec.version, who: who.who, start, end }, 'bundle range download');
-    return reply.send(createReadStream(path, { start, end }));
+    return reply.send(body(start, end));
   }
   reply.code(200).header('content-length', rec.size);
   req.log.debug({ version: rec.version, who: who.who }, 'bundle download');
-  return reply.send(createReadStream(path));
+  return reply.send(body());
 }
 
 export const releaseRoutes: FastifyPluginAsync<ReleaseRouteOptions> = async (fastify, opts) => {
@@ -104,8 +106,10 @@ export const releaseRoutes: FastifyPluginAsync<ReleaseRouteOptions> = async (fas
         await audit.record({ actor: caller.name, action: 'release.upload', outcome: 'refused', detail: { code: 'too-large', bytes: declared } });
         return sendError(reply.header('connection', 'close'), 413, 'too-large', `the bundle (${declared} bytes) is larger than the ${opts.maxBytes} bytes the fleet accepts (config releaseMaxMb)`);
       }
+      const body = req.body as Readable | undefined;
+      if (!body || typeof body.pipe !== 'function') return sendError(reply, 400, 'bad-request', 'send the bundle file as the raw request body with content-type application/octet-stream');
       try {
-        const { record, created } = await releases.add(req.body as Readable, caller.name);
+        const { record, created } = await releases.add(body, caller.name);
         await audit.record({ actor: caller.name, action: 'release.upload', target: record.version, outcome: 'ok', detail: { sha256: record.sha256, size: record.size, keyId: record.keyId, created } });
         return reply.code(created ? 201 : 200).send(record);
       } catch (err) {
@@ -150,18 +154,17 @@ export const releaseRoutes: FastifyPluginAsync<ReleaseRouteOptions> = async (fas
     },
   );
 
-  app.get(
-    '/api/releases/:version/bundle',
-    {
-      // Authenticated here, not by the bearer guard: boxes present their device certificate.
-      config: { role: 'public' },
-      schema: {
-        tags,
-        summary: 'The bundle file, for boxes (mutual TLS with the device certificate) or operators; Range requests resume (206/416), ETag = "sha256"',
-        params: VersionParams,
-        security: [{ bearer: [] }, {}],
-      },
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/api/releases/:version/bundle',
+    // Authenticated here, not by the bearer guard: boxes present their device certificate.
+    config: { role: 'public' },
+    schema: {
+      tags,
+      summary: 'The bundle file, for boxes (mutual TLS with the device certificate) or operators; Range requests resume (206/416), ETag = "sha256"',
+      params: VersionParams,
+      security: [{ bearer: [] }, {}],
     },
-    (req, reply) => sendBundle(req, reply, req.params.version, opts),
-  );
+    handler: (req, reply) => sendBundle(req, reply, req.params.version, opts),
+  });
 };

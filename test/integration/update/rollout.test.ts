@@ -117,6 +117,12 @@ describe('rollout over 100 simulated boxes', () => {
     const operator = await fleet.api.post<{ token: string }>('/api/tokens/api', { name: 'ops', role: 'operator' });
     const viaToken = await fleet.api.as(operator.body.token).get(`/api/releases/${NEW}/bundle`);
     expect(viaToken.status).toBe(200);
+    const head = await fleet.api.as(operator.body.token).send<string | undefined>('HEAD', `/api/releases/${NEW}/bundle`);
+    expect(head.status).toBe(200);
+    expect(head.body).toBeUndefined();
+    // Uploading needs the bundle as the body, and the admin role.
+    expect((await fleet.api.post('/api/releases')).status).toBe(400);
+    expect((await uploadBundle(fleet, release.file, operator.body.token)).status).toBe(403);
 
     const revoked = lab[1]!;
     expect((await fleet.api.post(`/api/devices/${revoked.id}/revoke`)).status).toBe(200);

@@ -7,11 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { DeviceUpdate } from '../../shared/fleet/api.ts';
-import { topics } from '../../shared/fleet/topics.ts';
 import type { Logger } from '../../shared/log.ts';
-import { UpdateStatus, type UpdateOffer } from '../../shared/update/messages.ts';
+import { UpdateStatus } from '../../shared/update/messages.ts';
 import type { DeviceRegistry } from '../devices/registry.ts';
 import type { AuditLog, FleetBus } from '../types.ts';
+import { Effects } from './effects.ts';
 import { FailureLedger } from './ledger.ts';
 import { abort, applyStatus, approveRetry, counts, createRollout, pauseByOperator, resume, StateError, step, tally, waveTargets, type Action, type PlanContext } from './plan.ts';
 import type { ReleaseStore } from './releases.ts';
@@ -45,7 +45,6 @@ export interface RolloutServiceOptions {
 }
 
 const checkStatus = TypeCompiler.Compile(UpdateStatus);
-const FLEET_ACTOR = 'fleet';
 
 export class RolloutService {
   private readonly opts: RolloutServiceOptions;
@@ -57,11 +56,13 @@ export class RolloutService {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private subscribed = false;
+  private readonly effects: Effects;
 
   constructor(opts: RolloutServiceOptions) {
     this.opts = opts;
     this.log = opts.log;
     this.store = new RolloutStore(opts.dir, opts.log);
+    this.effects = new Effects({ ...opts, store: this.store });
   }
 
   /** Loads the saved state; call before the API serves. */
@@ -92,7 +93,7 @@ export class RolloutService {
         if (!ACTIVE_STATUSES.has(b.status)) continue;
         republished++;
         b.updatedAt = nowIso;
-        void this.publishOffer(r, b.deviceId, b.retryApproved === true, b.offeredAt);
+        void this.effects.publishOffer(r, b.deviceId, b.retryApproved === true, b.offeredAt);
       }
     }
     for (const r of this.rollouts.values()) await this.advance(r);
@@ -219,7 +220,7 @@ export class RolloutService {
     const actions = fn(r); // StateError: nothing changed
     await this.store.saveRollout(r);
     await this.opts.audit.record({ actor: by, action, target: id, outcome: 'ok', detail: { version: r.version, state: r.state, ...detail } });
-    await this.execute(r, [...actions, ...step(r, this.ctx(r.version))]);
+    await this.effects.execute(r, [...actions, ...step(r, this.ctx(r.version))]);
     return this.get(id) as RolloutView;
   }
 
@@ -250,7 +251,7 @@ export class RolloutService {
       if (!res.changed) return;
       const actions: Action[] = res.final ? [{ kind: 'withdraw', deviceId }] : [];
       if (res.final && payload.phase !== 'committed') this.log.warn({ rolloutId: r.id, deviceId, phase: payload.phase, reason: payload.reason }, 'box did not take the release');
-      void this.execute(r, [...actions, ...step(r, this.ctx(r.version, nowMs))]);
+      void this.effects.execute(r, [...actions, ...step(r, this.ctx(r.version, nowMs))]);
     } catch (err) {
       this.log.error({ err, deviceId }, 'update status handling failed');
     }
@@ -265,7 +266,7 @@ export class RolloutService {
 
   private async advance(r: Rollout, force = false): Promise<void> {
     const actions = step(r, this.ctx(r.version));
-    if (actions.length > 0 || force) await this.execute(r, actions);
+    if (actions.length > 0 || force) await this.effects.execute(r, actions);
   }
 
   private ctx(version: string, nowMs = Date.now()): PlanContext {
@@ -274,55 +275,5 @@ export class RolloutService {
       blocked: (deviceId) => (this.opts.registry.isRevoked(deviceId) ? 'revoked' : this.ledger.blockedReason(deviceId, version, this.statuses.get(deviceId))),
       runningVersion: (deviceId) => this.opts.registry.get(deviceId)?.firmware ?? null,
     };
-  }
-
-  /** Saves the rollout, then carries out the actions (offers only once their state is on disk). */
-  private async execute(r: Rollout, actions: Action[]): Promise<void> {
-    await this.store.saveRollout(r);
-    const sends: Promise<void>[] = [];
-    for (const a of actions) {
-      switch (a.kind) {
-        case 'offer':
-          this.opts.registry.addEvent(a.deviceId, 'update', `offered ${r.version} (rollout ${r.id}${a.retryApproved ? ', retry approved' : ''})`);
-          sends.push(this.publishOffer(r, a.deviceId, a.retryApproved));
-          break;
-        case 'withdraw':
-          // An empty retained payload clears the offer. FleetBus.publish JSON-encodes its payload;
-          // undefined encodes to nothing, which mqtt.js sends as a zero-length payload.
-          sends.push(this.opts.bus.publish(topics.updateOffer(a.deviceId), undefined, { retain: true, qos: 1 }).catch((err: unknown) => this.log.warn({ err, deviceId: a.deviceId }, 'could not withdraw an update offer')));
-          break;
-        case 'final':
-          this.opts.registry.addEvent(a.deviceId, 'update', `${r.version} ${a.status}: ${a.reason}`);
-          break;
-        case 'paused':
-          this.log.warn({ rolloutId: r.id, version: r.version, wave: a.wave + 1, reason: a.reason }, 'rollout paused');
-          sends.push(this.opts.audit.record({ actor: FLEET_ACTOR, action: 'rollout.auto-pause', target: r.id, outcome: 'ok', detail: { version: r.version, wave: a.wave + 1, reason: a.reason } }).catch((err: unknown) => this.log.error({ err }, 'audit write failed')));
-          break;
-        case 'wave-complete':
-          this.log.info({ rolloutId: r.id, version: r.version, wave: a.wave + 1 }, 'rollout wave complete');
-          break;
-        case 'completed':
-          this.log.info({ rolloutId: r.id, version: r.version }, 'rollout completed');
-          break;
-      }
-    }
-    await Promise.all(sends);
-  }
-
-  private async publishOffer(r: Rollout, deviceId: string, retryApproved: boolean, offeredAt?: string): Promise<void> {
-    const offer: UpdateOffer = {
-      rolloutId: r.id,
-      version: r.version,
-      url: `${this.opts.baseUrl()}/api/releases/${encodeURIComponent(r.version)}/bundle`,
-      sha256: r.sha256,
-      size: r.size,
-      retryApproved,
-      offeredAt: offeredAt ?? new Date().toISOString(),
-    };
-    try {
-      await this.opts.bus.publish(topics.updateOffer(deviceId), offer, { retain: true, qos: 1 });
-    } catch (err) {
-      this.log.warn({ err, deviceId, rolloutId: r.id }, 'could not publish an update offer; it is republished at the next start');
-    }
   }
 }

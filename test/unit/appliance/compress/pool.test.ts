@@ -83,21 +83,27 @@ describe('TranscodePool', () => {
     writeFileSync(big, syntheticImage({ rows: 512, columns: 512, bitsAllocated: 16, bitsStored: 12, frames, pixels: Uint16Array.from(gradient(512 * 512 * frames, 12)) }));
     const p = pool({ size: 1 });
     await p.transcode({ inputPath: named('pydicom/MR_small.dcm').file, outputPath: join(work, 'warm.dcm'), target: 'jpeg-ls' });
-    /** Longest gap between 5 ms timer ticks while `work` runs. */
-    const maxLag = async (work: () => Promise<unknown>): Promise<number> => {
-      let max = 0;
+    /**
+     * The 95th percentile gap between 5 ms timer ticks while `work` runs: an in-process transcode
+     * is one long block (its few gaps are all long); a pooled one leaves the loop ticking, and a
+     * rare preemption by another process on a busy CI machine does not decide the figure.
+     */
+    const lagP95 = async (work: () => Promise<unknown>): Promise<number> => {
+      const gaps: number[] = [];
       let last = performance.now();
       const timer = setInterval(() => {
         const now = performance.now();
-        max = Math.max(max, now - last);
+        gaps.push(now - last);
         last = now;
       }, 5);
       await work();
       clearInterval(timer);
-      return Math.max(max, performance.now() - last);
+      gaps.push(performance.now() - last);
+      gaps.sort((a, b) => a - b);
+      return gaps[Math.min(gaps.length - 1, Math.floor(gaps.length * 0.95))]!;
     };
-    const inProcess = await maxLag(() => transcodeFile({ inputPath: big, outputPath: join(work, 'big-local.dcm'), target: 'jpeg-ls' }));
-    const pooled = await maxLag(() => p.transcode({ inputPath: big, outputPath: join(work, 'big-out.dcm'), target: 'jpeg-ls' }));
+    const inProcess = await lagP95(() => transcodeFile({ inputPath: big, outputPath: join(work, 'big-local.dcm'), target: 'jpeg-ls' }));
+    const pooled = await lagP95(() => p.transcode({ inputPath: big, outputPath: join(work, 'big-out.dcm'), target: 'jpeg-ls' }));
     expect(inProcess).toBeGreaterThan(200);
     expect(pooled).toBeLessThan(inProcess / 4);
   });

@@ -6,6 +6,9 @@ import type { ApplianceConfig } from '../shared/config/appliance.ts';
 import type { Logger } from '../shared/log.ts';
 import { startAgent, type AgentOptions, type RunningAgent } from './agent/agent.ts';
 import { loadBootConfig, type BootConfig } from './agent/desired.ts';
+import { FIRMWARE_VERSION } from './agent/firmware.ts';
+import { echoTargetOf, cEcho } from './agent/update/health.ts';
+import { UPDATE_RESTART_EXIT_CODE, Updater, type UpdaterOptions } from './agent/update/updater.ts';
 import { buildApi } from './api/server.ts';
 import { createMetrics } from './metrics.ts';
 import { ApplianceRuntime } from './runtime/runtime.ts';
@@ -22,17 +25,54 @@ export interface RunningAppliance {
   runtime: ApplianceRuntime;
   /** Present when config.fleetUrl is set. */
   agent: RunningAgent | undefined;
+  updates: Updater;
   stop(): Promise<void>;
 }
 
 export interface ApplianceOptions {
   agent?: AgentOptions;
+  updates?: UpdaterOptions;
+  /**
+   * How the box ends itself for a slot switch or a rollback; by default it stops and exits with
+   * UPDATE_RESTART_EXIT_CODE so systemd (Restart=always) runs the launcher again.
+   */
+  onUpdateRestart?: (why: string) => Promise<void>;
 }
 
 export async function startAppliance(config: ApplianceConfig, log: Logger, opts: ApplianceOptions = {}): Promise<RunningAppliance> {
-  const startedAt = Date.now();
   const dataDir = resolve(config.dataDir);
   await mkdir(dataDir, { recursive: true });
+  let running: RunningAppliance | undefined;
+  const restart = async (why: string): Promise<void> => {
+    if (opts.onUpdateRestart) return opts.onUpdateRestart(why);
+    log.warn({ why, exitCode: UPDATE_RESTART_EXIT_CODE }, 'restarting for an update');
+    // A stop that hangs must not keep the box from its switch: the store is fsynced per write.
+    await Promise.race([running?.stop(), new Promise((r) => setTimeout(r, 20_000).unref())]).catch((err: unknown) => log.error({ err }, 'unclean stop before the restart'));
+    process.exit(UPDATE_RESTART_EXIT_CODE);
+  };
+  // Before the store opens: a rollback's data restore and a trial's migrations come first.
+  const updates = await Updater.prepare({ config, dataDir, log, runningVersion: FIRMWARE_VERSION, restart, ...(opts.updates ? { options: opts.updates } : {}) });
+  try {
+    running = await startCore(config, log, opts, dataDir, updates);
+  } catch (err) {
+    await updates.startFailed(err);
+    await updates.stop();
+    throw err;
+  }
+  const box = running;
+  updates.started({
+    echo: () => cEcho(echoTargetOf(box.runtime.config, box.runtime.dicomPort, box.runtime.dimseTls)),
+    store: async () => {
+      await box.store.listStudies(1);
+    },
+    fleetSeen: () => box.agent?.status().connectedAt != null,
+    fleetConfigured: Boolean(config.fleetUrl),
+  });
+  return running;
+}
+
+async function startCore(config: ApplianceConfig, log: Logger, opts: ApplianceOptions, dataDir: string, updates: Updater): Promise<RunningAppliance> {
+  const startedAt = Date.now();
   const metrics = createMetrics();
   const store = await Store.open({ dataDir, quietTimeMs: config.quietTimeMs, log: log.child({ component: 'store' }) });
   const disk = new DiskGuard({
@@ -73,6 +113,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, opts:
     log,
     health: () => ({ dicomListening: runtime.dicomListening, watchFolders: runtime.watcherCount }),
     agent: () => agent?.status(),
+    update: () => updates.info(),
   });
   try {
     await api.listen({ port: config.httpPort, host: config.httpHost });
@@ -86,7 +127,7 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, opts:
   const httpPort = typeof address === 'object' && address ? address.port : config.httpPort;
   // In the background: enrolment and the fleet link never hold up DICOM intake.
   if (config.fleetUrl) {
-    agent = await startAgent({ config, dataDir, runtime, store, disk, metrics, log, boot, startedAt, ...(opts.agent ? { options: opts.agent } : {}) });
+    agent = await startAgent({ config, dataDir, runtime, store, disk, metrics, log, boot, startedAt, updates, ...(opts.agent ? { options: opts.agent } : {}) });
   }
   const dicomPort = runtime.dicomPort;
   log.info(
@@ -103,9 +144,11 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, opts:
     get agent() {
       return agent;
     },
+    updates,
     async stop() {
       if (stopped) return;
       stopped = true;
+      await updates.stop();
       await agent?.stop();
       await runtime.stop();
       await api.close();

@@ -18,6 +18,7 @@ import { FleetLink, type LinkState } from './link.ts';
 import { dailyPath, readJson, writeJsonDurable } from './state-files.ts';
 import { createSystemProbe, type SystemInfoSource } from './system.ts';
 import { collectTelemetry } from './telemetry.ts';
+import type { Updater } from './update/updater.ts';
 
 /** Knobs for tests (and a box on a flaky line); the defaults suit production. */
 export interface AgentOptions {
@@ -41,6 +42,8 @@ export interface AgentDeps {
   boot: BootConfig;
   startedAt: number;
   options?: AgentOptions;
+  /** The box's updater: gets the fleet's update offers and link events, reports through the link. */
+  updates?: Updater;
 }
 
 export interface AgentStatus {
@@ -133,6 +136,13 @@ export async function startAgent(deps: AgentDeps): Promise<RunningAgent> {
     });
     if (!identity || stopped) return;
     const id = identity;
+    deps.updates?.attachFleet({
+      publishStatus: async (status) => {
+        await link?.publish('update/status', status, { retain: true });
+      },
+      tls: () => (identity ? { key: identity.keyPem, cert: identity.certPem, ca: identity.caPem } : undefined),
+      connected: () => link?.connected ?? false,
+    });
     link = new FleetLink({
       identity: id,
       firmware: FIRMWARE_VERSION,
@@ -140,11 +150,13 @@ export async function startAgent(deps: AgentDeps): Promise<RunningAgent> {
       onConnected: () => {
         if (enrolment.state === 'failed' && identity) enrolment = { state: 'enrolled', deviceId: identity.deviceId, notAfter: identity.notAfter };
         void publishReported(reconciler.report());
+        deps.updates?.onConnected();
         // The fleet sees fresh figures at once instead of one interval later (the link sends a
         // waiting one itself).
         if (!link?.telemetryPending) void tick().catch((err: unknown) => log.warn({ err }, 'telemetry failed'));
       },
       onMessage,
+      ...(deps.updates ? { onUpdateOffer: (offer: unknown) => deps.updates?.onOffer(offer) } : {}),
       onRefused: (message, retryAt) => (enrolment = { state: 'failed', code: 'revoked', message, at: new Date().toISOString(), retryAt: retryAt.toISOString() }),
       ...(options.linkBackoff ? { backoff: options.linkBackoff } : {}),
       ...(options.refusedRetryMs !== undefined ? { refusedRetryMs: options.refusedRetryMs } : {}),

@@ -16,6 +16,8 @@ export interface LinkOptions {
   /** After every (re)connect, once subscribed: publish what the fleet should see again. */
   onConnected: () => void;
   onMessage: (kind: 'config/desired' | 'commands/req', payload: unknown) => void;
+  /** Set: the link also subscribes to update/offer and hands each one over (null: withdrawn). */
+  onUpdateOffer?: (payload: unknown) => void;
   /** The broker refused the certificate (not authorized): revoked or unknown. */
   onRefused?: (message: string, retryAt: Date) => void;
   /** Reconnect delay: doubles from minMs up to maxMs, with jitter. */
@@ -209,7 +211,11 @@ export class FleetLink {
     try {
       const online: StatusMessage = { online: true, at: this.connectedAt, reason: 'connected', firmware: this.opts.firmware };
       await client.publishAsync(topics.status(id), JSON.stringify(online), { qos: 1, retain: true });
-      const granted = await client.subscribeAsync({ [topics.desired(id)]: { qos: 1 }, [topics.commandRequest(id)]: { qos: 1 } });
+      const granted = await client.subscribeAsync({
+        [topics.desired(id)]: { qos: 1 },
+        [topics.commandRequest(id)]: { qos: 1 },
+        ...(this.opts.onUpdateOffer ? { [topics.updateOffer(id)]: { qos: 1 as const } } : {}),
+      });
       for (const g of granted) if (g.qos === 128) this.log.error({ topic: g.topic }, 'the fleet refused a subscription');
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'fleet link: publishing status or subscribing failed');
@@ -223,6 +229,18 @@ export class FleetLink {
   private onMessage(topic: string, payload: Buffer): void {
     const parsed = parseDeviceTopic(topic);
     if (!parsed || parsed.deviceId !== this.identity.deviceId) return;
+    if (parsed.kind === 'update/offer' && this.opts.onUpdateOffer) {
+      // An empty retained payload withdraws the offer.
+      if (payload.length === 0) return this.opts.onUpdateOffer(null);
+      let offer: unknown;
+      try {
+        offer = JSON.parse(payload.toString('utf8'));
+      } catch {
+        this.log.warn({ topic, bytes: payload.length }, 'update offer is not JSON; ignored');
+        return;
+      }
+      return this.opts.onUpdateOffer(offer);
+    }
     if (parsed.kind !== 'config/desired' && parsed.kind !== 'commands/req') return;
     // An empty retained message clears the topic: nothing to do.
     if (payload.length === 0) return;

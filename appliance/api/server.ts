@@ -8,6 +8,8 @@ import type { DiskGuard } from '../store/disk-guard.ts';
 import type { Quarantine } from '../store/quarantine.ts';
 import type { Store } from '../store/store.ts';
 import { registerAgentRoutes, type AgentStatusSource } from './agent-routes.ts';
+import { registerUpdateRoutes } from '../agent/update/routes.ts';
+import type { UpdateInfo } from '../agent/update/updater.ts';
 import { ErrorBody, HealthBody, InstanceBody, QuarantineBody, QueueBody, StudyBody } from './schemas.ts';
 
 export interface ApiDeps {
@@ -20,6 +22,8 @@ export interface ApiDeps {
   health: () => { dicomListening: boolean; watchFolders: number };
   /** The fleet agent's status; undefined (or returning undefined) when no fleet is configured. */
   agent?: AgentStatusSource;
+  /** The updater's state for GET /api/update. */
+  update?: () => UpdateInfo | undefined;
 }
 
 export function buildApi(deps: ApiDeps) {
@@ -103,5 +107,6 @@ export function buildApi(deps: ApiDeps) {
   );
 
   registerAgentRoutes(app, { store: deps.store, ...(deps.agent ? { agent: deps.agent } : {}) });
+  if (deps.update) registerUpdateRoutes(app, deps.update);
   return app;
 }

@@ -94,6 +94,23 @@ export const ApplianceConfigSchema = Type.Object(
     enrolToken: Type.Optional(Type.String({ description: 'one-time enrolment token from `mbox token create` (needed once)' })),
     fleetCa: Type.Optional(Type.String({ description: "PEM file of the fleet CA, instead of the pin inside the enrolment token" })),
     telemetryIntervalMs: Type.Integer({ minimum: 1000, maximum: 3600000, default: 30000, description: 'how often the box reports telemetry to the fleet' }),
+    // Updates (appliance/agent/update). Local only: the fleet can never change them (planner.ts).
+    updateRoot: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: 'A/B slot root (slots/, current, boot/); the launcher sets it as MBOX_UPDATE_ROOT. Unset: not updatable (a development checkout)',
+      }),
+    ),
+    updatePubkeys: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      description: 'release public keys pinned at provisioning: PEM files, or directories whose *.pem files are all pinned; none: every update is refused',
+    }),
+    updateHealthWindowMs: Type.Integer({
+      minimum: 1000,
+      maximum: 3600000,
+      default: 120000,
+      description: 'how long a new release must pass its health checks (C-ECHO, store, fleet link, no crash) before it is committed',
+    }),
     logLevel: Type.Union(
       [Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')],
       { default: 'info' },

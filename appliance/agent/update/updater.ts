@@ -1,0 +1,342 @@
+// The box's updater: offer → download (resumable) → verify → install into the inactive slot →
+// switch → restart; in the new slot the health window → commit, or roll back itself and report
+// why. One offer is worked on at a time; a newer offer replaces it, a withdrawn one stops it
+// (before the switch; after it, the trial decides). Wiring: appliance.ts makes one at start,
+// the agent feeds it offers and link events and publishes its status.
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Value } from '@sinclair/typebox/value';
+import type { ApplianceConfig } from '../../../shared/config/appliance.ts';
+import { writeFileDurable } from '../../../shared/crypto/durable-file.ts';
+import type { Logger } from '../../../shared/log.ts';
+import { UpdateOffer, type UpdateStatus } from '../../../shared/update/messages.ts';
+import { otherSlot, type Slot, type SlotState } from '../../../shared/update/slots.ts';
+import { prepareBoot, type Trial } from './boot.ts';
+import { locateSlot, type UpdateContext } from './context.ts';
+import { decideOffer, failureOf } from './decide.ts';
+import type { DownloadTls } from './download.ts';
+import { runHealthWindow, type HealthProbe } from './health.ts';
+import { DATA_SCHEMA, BASE_DATA_SCHEMA, MIGRATIONS } from './migrations.ts';
+import { StatusReporter, type StatusChange } from './reporter.ts';
+import { dropBackup, readDataSchema, type Migration } from './schema.ts';
+import { SlotFiles } from './slot-files.ts';
+import { slotRunnable } from './install.ts';
+import { runOffer, type WorkDeps } from './work.ts';
+
+/** The exit status of a process that ends to let the supervisor start the other slot. */
+export const UPDATE_RESTART_EXIT_CODE = 75;
+
+/** How the updater reaches the fleet; the agent provides it once the box has an identity. */
+export interface FleetPort {
+  publishStatus(status: UpdateStatus): Promise<void>;
+  /** The device identity for mutual TLS downloads (undefined before enrolment). */
+  tls(): DownloadTls | undefined;
+  connected(): boolean;
+}
+
+export interface UpdaterOptions {
+  progressIntervalMs?: number;
+  /** Download retry back-off, and how many failures in a row (without progress) end the attempt. */
+  retry?: { minMs: number; maxMs: number; maxFailures: number };
+  /** Replaces this release's migrations (tests of the mechanism). */
+  migrations?: { list: readonly Migration[]; base: number; target: number };
+  context?: UpdateContext;
+}
+
+export interface UpdateInfo {
+  updatable: boolean;
+  slot?: Slot;
+  root?: string;
+  reason?: string;
+  runningVersion: string;
+  status: UpdateStatus | null;
+  trial: { version: string; boots: number; windowMs: number } | null;
+  versions: SlotState['versions'];
+  failed: SlotState['failed'];
+}
+
+export interface UpdaterDeps {
+  config: ApplianceConfig;
+  dataDir: string;
+  log: Logger;
+  runningVersion: string;
+  /** Stops the box and ends the process so the supervisor (systemd) starts the launcher again. */
+  restart: (why: string) => Promise<void>;
+  options?: UpdaterOptions;
+}
+
+export class Updater {
+  readonly context: UpdateContext;
+  private readonly deps: UpdaterDeps;
+  private readonly log: Logger;
+  private readonly files: SlotFiles | undefined;
+  private state: SlotState = { versions: { a: null, b: null }, failed: [], inFlight: null };
+  private trial: Trial | undefined;
+  private reporter!: StatusReporter;
+  private fleet: FleetPort | undefined;
+  private fleetSeen = false;
+  private active: { offer: UpdateOffer; abort: AbortController; done: Promise<void> } | undefined;
+  private window: AbortController | undefined;
+  private stopped = false;
+
+  private constructor(deps: UpdaterDeps, context: UpdateContext) {
+    this.deps = deps;
+    this.log = deps.log.child({ component: 'updater' });
+    this.context = context;
+    this.files = context.updatable ? new SlotFiles(context.root) : undefined;
+  }
+
+  /** Runs before the store opens: rollback notes, trial detection, data schema. Throws only when this start must fail. */
+  static async prepare(deps: UpdaterDeps): Promise<Updater> {
+    const u = new Updater(deps, deps.options?.context ?? locateSlot(deps.config.updateRoot));
+    await u.boot();
+    return u;
+  }
+
+  private get migrations(): { list: readonly Migration[]; base: number; target: number } {
+    return this.deps.options?.migrations ?? { list: MIGRATIONS, base: BASE_DATA_SCHEMA, target: DATA_SCHEMA };
+  }
+
+  private makeReporter(initial: UpdateStatus | undefined): StatusReporter {
+    return new StatusReporter(
+      {
+        send: async (s) => {
+          if (this.fleet?.connected()) await this.fleet.publishStatus(s);
+        },
+        persist: async (s) => {
+          if (this.files) await writeFileDurable(this.files.statusFile, `${JSON.stringify(s)}\n`);
+        },
+        runningVersion: this.deps.runningVersion,
+        failedVersions: () => [...new Set(this.state.failed.map((f) => f.version))],
+        ...(this.deps.options?.progressIntervalMs !== undefined ? { progressIntervalMs: this.deps.options.progressIntervalMs } : {}),
+        onError: (err) => this.log.warn({ err: (err as Error).message }, 'update status not sent or not saved'),
+      },
+      initial,
+    );
+  }
+
+  private async boot(): Promise<void> {
+    if (!this.context.updatable || !this.files) {
+      this.reporter = this.makeReporter(undefined);
+      this.log.debug({ reason: this.context.updatable ? '' : this.context.reason }, 'updates off');
+      return;
+    }
+    const { slot } = this.context;
+    try {
+      const facts = await prepareBoot({ files: this.files, slot, runningVersion: this.deps.runningVersion, dataDir: this.deps.dataDir, migrations: this.migrations, log: this.log });
+      this.state = facts.state;
+      this.trial = facts.trial;
+      this.reporter = this.makeReporter(facts.lastStatus);
+      if (facts.status) await this.reporter.report(facts.status);
+      else if (!facts.lastStatus) await this.reporter.report({ rolloutId: null, version: null, phase: 'idle' });
+    } catch (err) {
+      this.reporter ??= this.makeReporter(undefined);
+      const pending = await this.files.readPending().catch(() => undefined);
+      if (pending && pending !== 'unreadable' && pending.slot === slot) {
+        // A trial whose data migration failed (the migration undid itself): back to the old slot.
+        await this.rollBackFiles(pending.version, (err as Error).message);
+      }
+      throw err;
+    }
+    if (this.trial && this.trial.version !== this.deps.runningVersion) {
+      const reason = `slot ${slot} runs ${this.deps.runningVersion}, but ${this.trial.version} was installed there`;
+      await this.rollBackFiles(this.trial.version, reason);
+      throw new Error(`update rolled back: ${reason}`);
+    }
+    this.log.info({ slot, version: this.deps.runningVersion, trial: this.trial ?? null, failed: this.state.failed.map((f) => f.version) }, 'updates on');
+  }
+
+  /** What the local API shows (GET /api/update). */
+  info(): UpdateInfo {
+    const ctx = this.context;
+    return {
+      updatable: ctx.updatable,
+      ...(ctx.updatable ? { slot: ctx.slot, root: ctx.root } : { reason: ctx.reason }),
+      runningVersion: this.deps.runningVersion,
+      status: this.reporter.current ?? null,
+      trial: this.trial ? { version: this.trial.version, boots: this.trial.boots, windowMs: this.deps.config.updateHealthWindowMs } : null,
+      versions: this.state.versions,
+      failed: this.state.failed,
+    };
+  }
+
+  /** For the local API and tests. */
+  get status(): UpdateStatus | undefined {
+    return this.reporter.current;
+  }
+
+  get slotState(): SlotState {
+    return this.state;
+  }
+
+  get onTrial(): Trial | undefined {
+    return this.trial;
+  }
+
+  attachFleet(port: FleetPort): void {
+    this.fleet = port;
+  }
+
+  /** The link is up (every (re)connect): the health window counts it; the status goes out again. */
+  onConnected(): void {
+    this.fleetSeen = true;
+    void this.reporter.resend();
+  }
+
+  /** A retained offer arrived, or `null`: it was withdrawn. */
+  onOffer(payload: unknown): void {
+    if (this.stopped) return;
+    if (payload === null) {
+      if (this.active) {
+        this.log.info({ version: this.active.offer.version }, 'update offer withdrawn: stopping its download/install');
+        this.active.abort.abort(new Error('offer withdrawn'));
+      }
+      return;
+    }
+    const offer = Value.Default(UpdateOffer, structuredClone(payload));
+    if (!Value.Check(UpdateOffer, offer)) {
+      this.log.warn({ errors: [...Value.Errors(UpdateOffer, offer)].slice(0, 3).map((e) => `${e.path} ${e.message}`) }, 'update offer is not valid; ignored');
+      return;
+    }
+    const decision = decideOffer(offer, {
+      notUpdatable: this.context.updatable ? undefined : this.context.reason,
+      runningVersion: this.deps.runningVersion,
+      failed: this.state.failed,
+      trial: this.trial?.version,
+      active: this.active?.offer,
+    });
+    const cur = this.reporter.current;
+    const same = (phase: string, reason?: string): boolean => cur?.rolloutId === offer.rolloutId && cur.version === offer.version && cur.phase === phase && (reason === undefined || cur.reason === reason);
+    switch (decision.action) {
+      case 'ignore':
+        this.log.debug({ version: offer.version, why: decision.why }, 'update offer ignored');
+        return;
+      case 'report-committed':
+        // The retained offer comes again with every reconnect: say it once.
+        if (!same('committed')) void this.reporter.report({ rolloutId: offer.rolloutId, version: offer.version, phase: 'committed', reason: decision.why });
+        return;
+      case 'refuse':
+        if (!same('refused', decision.reason)) {
+          this.log.warn({ version: offer.version, reason: decision.reason }, 'update offer refused');
+          void this.reporter.report({ rolloutId: offer.rolloutId, version: offer.version, phase: 'refused', reason: decision.reason });
+        }
+        return;
+      case 'install':
+        this.start(offer);
+    }
+  }
+
+  private start(offer: UpdateOffer): void {
+    const previous = this.active;
+    previous?.abort.abort(new Error(`replaced by the offer of ${offer.version}`));
+    const abort = new AbortController();
+    const done = (async () => {
+      await previous?.done;
+      if (abort.signal.aborted || this.stopped) return;
+      await runOffer(offer, abort.signal, this.workDeps());
+    })()
+      .catch((err: unknown) => this.log.error({ err, version: offer.version }, 'update failed unexpectedly'))
+      .finally(() => {
+        if (this.active?.abort === abort) this.active = undefined;
+      });
+    this.active = { offer, abort, done };
+  }
+
+  private workDeps(): WorkDeps {
+    const ctx = this.context;
+    if (!ctx.updatable || !this.files) throw new Error('not updatable');
+    return {
+      files: this.files,
+      slot: ctx.slot,
+      config: this.deps.config,
+      dataDir: this.deps.dataDir,
+      log: this.log,
+      report: (c: StatusChange) => this.reporter.report(c),
+      state: () => this.state,
+      saveState: async (s) => {
+        this.state = s;
+        await this.files!.writeState(s);
+      },
+      tls: () => this.fleet?.tls(),
+      dataSchema: () => readDataSchema(this.deps.dataDir, this.migrations.base),
+      restart: (why) => this.deps.restart(why),
+      ...(this.deps.options?.retry ? { retry: this.deps.options.retry } : {}),
+    };
+  }
+
+  /** After the box is up: on a trial, the health window; then commit or roll back. */
+  started(probe: HealthProbe): void {
+    const trial = this.trial;
+    if (!trial || this.stopped) return;
+    const windowMs = this.deps.config.updateHealthWindowMs;
+    this.log.info({ version: trial.version, windowMs, boot: trial.boots }, 'health window started');
+    this.window = new AbortController();
+    const signal = this.window.signal;
+    void runHealthWindow({ ...probe, fleetSeen: () => this.fleetSeen || probe.fleetSeen() }, windowMs, signal)
+      .then(async (verdict) => {
+        if (signal.aborted) return; // stopping: the next start is another trial boot
+        if (verdict.ok) await this.commit(trial, verdict.checks);
+        else {
+          await this.rollBackFiles(trial.version, verdict.reason);
+          await this.deps.restart(`rollback of ${trial.version}: ${verdict.reason}`);
+        }
+      })
+      .catch((err: unknown) => this.log.error({ err }, 'health window failed unexpectedly'));
+  }
+
+  /** The box could not start on a trial: back to the other slot (the caller's exit restarts it). */
+  async startFailed(err: unknown): Promise<void> {
+    if (!this.trial) return;
+    await this.rollBackFiles(this.trial.version, `start failed: ${(err as Error).message}`).catch((e: unknown) => this.log.error({ err: e }, 'rollback after a failed start failed'));
+  }
+
+  private async commit(trial: Trial, checks: string[]): Promise<void> {
+    const files = this.files!;
+    await files.removePending();
+    const failed = this.state.failed.filter((f) => f.version !== trial.version);
+    this.state = { ...this.state, versions: { ...this.state.versions, [trial.slot]: trial.version }, failed, inFlight: null };
+    await files.writeState(this.state);
+    this.trial = undefined;
+    await dropBackup(this.deps.dataDir).catch((err: unknown) => this.log.warn({ err }, 'data backup not removed'));
+    await clearDownloads(files).catch(() => undefined);
+    this.log.info({ version: trial.version, checks }, 'update committed');
+    await this.reporter.report({ rolloutId: trial.rolloutId, version: trial.version, phase: 'committed', reason: `health checks passed: ${checks.join(', ')}` });
+  }
+
+  /**
+   * Points `current` back at the other slot and leaves the reason for it (boot/rolled-back), in
+   * the launcher's order: the note, the switch, then pending. The old slot reports it.
+   */
+  private async rollBackFiles(version: string, reason: string): Promise<void> {
+    const ctx = this.context;
+    if (!ctx.updatable || !this.files) return;
+    const back: Slot = otherSlot(ctx.slot);
+    if (!(await slotRunnable(this.files.paths.slot(back)))) {
+      this.log.error({ version, reason, slot: back }, 'health check failed but the other slot cannot run: staying on this one');
+      await this.reporter.report({ rolloutId: this.trial?.rolloutId ?? null, version, phase: 'failed', reason: `${reason}; no slot to roll back to` });
+      return;
+    }
+    this.log.error({ version, reason, to: back }, 'rolling back');
+    await this.files.writeRolledBack({ version, reason });
+    await this.files.pointCurrent(back);
+    await this.files.removePending();
+    this.trial = undefined;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.window?.abort();
+    this.active?.abort.abort(new Error('the box is stopping'));
+    await this.active?.done;
+    this.reporter.stop();
+  }
+
+  /** The release this box refuses, and why (API, tests). */
+  failureOf(version: string): SlotState['failed'][number] | undefined {
+    return failureOf(this.state.failed, version);
+  }
+}
+
+async function clearDownloads(files: SlotFiles): Promise<void> {
+  for (const name of await readdir(files.paths.downloads)) await rm(join(files.paths.downloads, name), { force: true });
+}

@@ -10,7 +10,7 @@ const USAGE = `usage: mbox <command> [--config <file>] [--<key> <value> ...]
 commands:
   appliance     run the box (DICOM receiver, watch folders, store, uplink, admin API)
   fleet         run the fleet manager (enrolment, MQTT broker, device API + dashboard, cloud receiver)
-  status        print the local box's health and queue
+  status        print the local box's health, queue and fleet link (enrolment, connection)
   ca init       create or import the fleet CA (--data-dir <fleet dir>; see \`mbox ca\`)
   token         enrolment tokens: create | list | revoke (--data-dir <fleet dir>; see \`mbox token\`)
   broker-config write a mosquitto config for \`mbox fleet --broker mqtts://…\` (--out <dir>)
@@ -60,8 +60,8 @@ function stopOnSignals(service: { stop(): Promise<void> }, log: Logger): void {
 async function status(argv: string[]): Promise<void> {
   const config = loadConfig(ApplianceConfigSchema, { argv, env: process.env });
   const base = `http://${config.httpHost === '0.0.0.0' ? '127.0.0.1' : config.httpHost}:${config.httpPort}`;
-  const [health, queue] = await Promise.all([fetch(`${base}/healthz`), fetch(`${base}/api/queue`)]);
-  process.stdout.write(`${JSON.stringify({ health: await health.json(), queue: await queue.json() }, null, 2)}\n`);
+  const [health, queue, agent] = await Promise.all([fetch(`${base}/healthz`), fetch(`${base}/api/queue`), fetch(`${base}/api/agent`)]);
+  process.stdout.write(`${JSON.stringify({ health: await health.json(), queue: await queue.json(), fleet: await agent.json() }, null, 2)}\n`);
   if (!health.ok) process.exitCode = 1;
 }
 

@@ -157,7 +157,7 @@ export async function runBundleCli(argv: string[]): Promise<boolean> {
     partRows.push({ name: p.name, files: p.files.length, rawMB: raw / MB, gzipMB: (await gzipBytes(p.files)) / MB });
   }
   const app = await appFiles(REPO_ROOT);
-  const roots = await packageImports(REPO_ROOT, app.files);
+  const roots = await packageImports(app.source, app.files);
   const { reached, missing } = await reachedPackages(stage, roots);
   const sizes = await packageSizes(stage);
   const unreached = [...sizes].filter(([dir]) => !reached.has(dir)).sort((a, b) => b[1] - a[1]);
@@ -173,7 +173,7 @@ export async function runBundleCli(argv: string[]): Promise<boolean> {
       rows: [[built.size / MB, detail.files, raw / MB, raw / built.size, built.size / MB, sec(stageMs), sec(buildMs), sec(verify.ms), verify.maxRssMB, sec(extract.ms), extract.maxRssMB]],
       notes: [
         'download per update = the whole bundle: the box fetches the .mbx as it is (resumable, hash-checked); there are no delta updates.',
-        `stage: ${detail.cached.modules ? 'node_modules from the cache' : 'npm ci from the registry'}, ${detail.cached.runtime ? 'Node runtime from the cache' : `node-linux-${args.arch} fetched from the registry`}; build: hash every file, sign, tar + gzip -9 in one stream; verify/extract: separate Node processes, streaming (extract fsyncs every file and directory).`,
+        `app files from commit ${detail.commit?.slice(0, 12) ?? '(not a git checkout)'}; stage: ${detail.cached.modules ? 'node_modules from the cache' : 'npm ci from the registry'}, ${detail.cached.runtime ? 'Node runtime from the cache' : `node-linux-${args.arch} fetched from the registry`}; build: hash every file, sign, tar + gzip -9 in one stream; verify/extract: separate Node processes, streaming (extract fsyncs every file and directory).`,
         `native addons: ${detail.native.map((n) => `${n.name} ${n.status}`).join(', ') || 'none'}.`,
         `sha256 ${built.sha256}`,
       ],

@@ -3,11 +3,9 @@
 // parsing the imports, not by a hand-kept list (the updater's bundle verifier in image-build/bundle
 // ships that way). Code that (statically) needs fleet/, test/ or bench/ cannot run on a box: a
 // lazily imported command that does (e.g. `mbox fleet` from shared/cli/main.ts) is left out and
-// listed; an entry point that does is an error.
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+// listed; an entry point that does, or a static import of a file the commit lacks, is an error.
+import { posix } from 'node:path';
+import { sourceTree, type SourceTree } from './source-tree.ts';
 
 const SEED_DIRS = ['appliance/', 'shared/'];
 const SEED_FILES = ['package.json', 'package-lock.json', 'scripts/mbox'];
@@ -21,8 +19,10 @@ const MODULE_RE = /\.(?:ts|mts|js|mjs|cjs)$/;
 export interface AppFiles {
   /** Repository-relative paths, sorted. */
   files: string[];
-  /** What was left out and why (lazy imports of fleet-only commands …). */
+  /** What was left out and why (lazy imports of fleet-only commands, uncommitted changes …). */
   notes: string[];
+  /** Where the files' bytes come from (HEAD of the checkout, or the directory). */
+  source: SourceTree;
 }
 
 interface Edges {
@@ -30,32 +30,14 @@ interface Edges {
   dynamic: string[];
 }
 
-async function trackedFiles(root: string): Promise<string[]> {
-  try {
-    const out = execFileSync('git', ['ls-files', '-z', '--cached'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
-    // A tracked file deleted in the working tree is not part of what we ship.
-    return out.split('\0').filter((p) => p && existsSync(join(root, p)) && statSync(join(root, p)).isFile());
-  } catch {
-    // Not a git checkout (a source tarball): every file under the seed directories and models/.
-    const out: string[] = [];
-    const walk = async (rel: string): Promise<void> => {
-      for (const e of await readdir(join(root, rel), { withFileTypes: true })) {
-        const p = `${rel}/${e.name}`;
-        if (e.isDirectory()) await walk(p);
-        else if (e.isFile()) out.push(p);
-      }
-    };
-    for (const d of [...SEED_DIRS, 'models/', 'provisioning/']) if (existsSync(join(root, d))) await walk(d.slice(0, -1));
-    return [...out, ...SEED_FILES.filter((f) => existsSync(join(root, f)))];
-  }
-}
+type TS = typeof import('typescript');
+const loadTs = async (): Promise<TS> => (await import('typescript')).default;
 
 const isExcluded = (p: string): boolean => EXCLUDED.some((d) => p.startsWith(d));
 
 /** Relative import specifiers of one module, split into static (load-time) and dynamic ones. */
-async function importsOf(root: string, file: string): Promise<Edges> {
-  const ts = (await import('typescript')).default;
-  const src = ts.createSourceFile(file, readFileSync(join(root, file), 'utf8'), ts.ScriptTarget.Latest, false);
+function importsOf(ts: TS, source: SourceTree, file: string): Edges {
+  const src = ts.createSourceFile(file, source.read(file).toString('utf8'), ts.ScriptTarget.Latest, false);
   const edges: Edges = { static: [], dynamic: [] };
   const add = (list: string[], spec: string): void => {
     if (!spec.startsWith('./') && !spec.startsWith('../')) return; // packages and node: builtins
@@ -78,22 +60,25 @@ async function importsOf(root: string, file: string): Promise<Edges> {
 }
 
 export async function appFiles(root: string): Promise<AppFiles> {
-  const tracked = new Set(await trackedFiles(root));
+  const ts = await loadTs();
+  const source = await sourceTree(root, { dirs: [...SEED_DIRS, 'models/', 'provisioning/', 'image-build/'].map((d) => d.slice(0, -1)), files: SEED_FILES });
+  const tracked = source.files;
   const seeds = [...tracked].filter((p) => SEED_DIRS.some((d) => p.startsWith(d)) || SEED_FILES.includes(p) || ASSETS.some((re) => re.test(p)));
-  for (const f of SEED_FILES) if (!tracked.has(f)) throw new Error(`${f} is missing from ${root}`);
+  for (const f of SEED_FILES) if (!tracked.has(f)) throw new Error(`${f} is missing from ${source.commit ? `commit ${source.commit}` : root}`);
 
+  source.prefetch([...tracked].filter((p) => MODULE_RE.test(p) && !isExcluded(p)));
   // Every module reachable by any import, parsed once; excluded files are leaves (never shipped).
   const graph = new Map<string, Edges>();
   const notes: string[] = [];
+  const broken: string[] = [];
   const queue = seeds.filter((p) => MODULE_RE.test(p));
   while (queue.length) {
     const f = queue.pop()!;
     if (graph.has(f) || isExcluded(f)) continue;
-    const edges = await importsOf(root, f);
-    for (const t of [...edges.static, ...edges.dynamic]) {
-      if (!tracked.has(t)) notes.push(`${f} imports ${t}, which is not a tracked file`);
-      else if (!graph.has(t)) queue.push(t);
-    }
+    const edges = importsOf(ts, source, f);
+    for (const t of edges.static) if (!tracked.has(t)) broken.push(`${f} imports ${t}`);
+    for (const t of edges.dynamic) if (!tracked.has(t)) notes.push(`${f} lazily imports ${t}, which is not in the source`);
+    for (const t of [...edges.static, ...edges.dynamic]) if (tracked.has(t) && !graph.has(t)) queue.push(t);
     graph.set(f, { static: edges.static.filter((t) => tracked.has(t)), dynamic: edges.dynamic.filter((t) => tracked.has(t)) });
   }
 
@@ -130,15 +115,20 @@ export async function appFiles(root: string): Promise<AppFiles> {
       else pending.push(t);
     }
   }
-  return { files: [...shipped].sort(), notes: [...new Set(notes)].sort() };
+  // A shipped module importing a file that is not there would crash the box when it loads.
+  const fatal = broken.filter((b) => shipped.has(b.split(' ')[0]!));
+  if (fatal.length) throw new Error(`the release would not load: ${fatal.join('; ')} — not in ${source.commit ? `commit ${source.commit.slice(0, 12)}` : root}`);
+  const dirty = source.dirty.filter((p) => shipped.has(p));
+  if (dirty.length) notes.push(`uncommitted changes are not in the release (built from ${source.commit?.slice(0, 12)}): ${dirty.join(', ')}`);
+  return { files: [...shipped].sort(), notes: [...new Set(notes)].sort(), source };
 }
 
 /**
  * npm packages the given modules load (import, import(), require and createRequire(...)(…)), by
  * package name: what the box's code needs from node_modules, before their own dependencies.
  */
-export async function packageImports(root: string, files: readonly string[]): Promise<Set<string>> {
-  const ts = (await import('typescript')).default;
+export async function packageImports(source: SourceTree, files: readonly string[]): Promise<Set<string>> {
+  const ts = await loadTs();
   const out = new Set<string>();
   const add = (spec: string): void => {
     if (spec.startsWith('.') || spec.startsWith('/') || spec.startsWith('node:') || spec.startsWith('#')) return;
@@ -146,7 +136,7 @@ export async function packageImports(root: string, files: readonly string[]): Pr
     out.add(spec.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0]!);
   };
   for (const file of files.filter((f) => MODULE_RE.test(f))) {
-    const src = ts.createSourceFile(file, readFileSync(join(root, file), 'utf8'), ts.ScriptTarget.Latest, false);
+    const src = ts.createSourceFile(file, source.read(file).toString('utf8'), ts.ScriptTarget.Latest, false);
     const visit = (node: import('typescript').Node): void => {
       if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) {
         const typeOnly = ts.isImportDeclaration(node) ? node.importClause?.isTypeOnly : node.isTypeOnly;
@@ -160,9 +150,4 @@ export async function packageImports(root: string, files: readonly string[]): Pr
     visit(src);
   }
   return out;
-}
-
-/** Files whose exec bit is set in the working tree (scripts/mbox). */
-export function isExecutable(root: string, file: string): boolean {
-  return (statSync(join(root, file)).mode & 0o111) !== 0;
 }

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '../../shared/log.ts';
@@ -138,9 +138,10 @@ export async function nativeReport(nodeModules: string, arch: 'arm64' | 'x64'): 
   return { native, skippedScripts };
 }
 
-export async function productionModules(opts: { root: string; arch: 'arm64' | 'x64'; cacheDir: string; log?: Logger }): Promise<ModulesResult> {
-  const pkg = await readFile(join(opts.root, 'package.json'));
-  const lock = await readFile(join(opts.root, 'package-lock.json'));
+/** `packageJson` and `lockfile` are the release's (from its commit), not necessarily the working tree's. */
+export async function productionModules(opts: { packageJson: Buffer; lockfile: Buffer; arch: 'arm64' | 'x64'; cacheDir: string; log?: Logger }): Promise<ModulesResult> {
+  const pkg = opts.packageJson;
+  const lock = opts.lockfile;
   const key = createHash('sha256').update(RECIPE).update(opts.arch).update(pkg).update(lock).digest('hex').slice(0, 16);
   const dir = join(opts.cacheDir, `modules-${opts.arch}-${key}`);
   const reportFile = `${dir}.json`;
@@ -152,8 +153,8 @@ export async function productionModules(opts: { root: string; arch: 'arm64' | 'x
   const work = `${dir}.tmp`;
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
-  await copyFile(join(opts.root, 'package.json'), join(work, 'package.json'));
-  await copyFile(join(opts.root, 'package-lock.json'), join(work, 'package-lock.json'));
+  await writeFile(join(work, 'package.json'), pkg);
+  await writeFile(join(work, 'package-lock.json'), lock);
   const args = ['ci', '--omit=dev', '--ignore-scripts', `--cpu=${opts.arch}`, '--os=linux', '--libc=glibc', '--no-audit', '--no-fund', '--loglevel=error'];
   opts.log?.info({ arch: opts.arch, args }, 'installing production node_modules');
   try {

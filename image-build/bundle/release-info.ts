@@ -14,8 +14,15 @@ interface PackageJson {
   engines?: { node?: string };
 }
 
+/** HEAD's package.json (what a release is built from, see source-tree.ts), else the file on disk. */
 function packageJson(root: string): PackageJson {
-  return JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as PackageJson;
+  let text: string;
+  try {
+    text = execFileSync('git', ['show', 'HEAD:package.json'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch {
+    text = readFileSync(join(root, 'package.json'), 'utf8');
+  }
+  return JSON.parse(text) as PackageJson;
 }
 
 export function releaseVersion(root = REPO_ROOT): string {

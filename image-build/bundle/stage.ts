@@ -1,10 +1,11 @@
 // `stageRelease`: lays out what goes into a box's slot — the app files the box runs, production
 // node_modules for its architecture and the Node runtime as bin/node — in a fresh directory that
-// `buildBundle` then signs. Downloads and installs are cached in `cacheDir`.
-import { copyFile, cp, mkdir, readdir, stat, chmod } from 'node:fs/promises';
+// `buildBundle` then signs. App files come from the checkout's HEAD commit (see source-tree.ts), as
+// do package.json and the lockfile npm installs from. Downloads and installs are cached in `cacheDir`.
+import { chmod, copyFile, cp, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Logger } from '../../shared/log.ts';
-import { appFiles, isExecutable } from './app-files.ts';
+import { appFiles } from './app-files.ts';
 import { listStage } from './build.ts';
 import { npmEnv, productionModules, type NativePackage } from './modules.ts';
 import { nodeRuntime } from './node-runtime.ts';
@@ -25,6 +26,8 @@ export interface StageDetail {
   parts: { app: { files: number; bytes: number }; nodeModules: { files: number; bytes: number }; runtime: { files: number; bytes: number } };
   native: NativePackage[];
   notes: string[];
+  /** The commit the app files come from (undefined outside a git checkout). */
+  commit: string | undefined;
   /** Whether node_modules and the Node runtime came from the cache (no registry traffic). */
   cached: { modules: boolean; runtime: boolean };
 }
@@ -55,11 +58,14 @@ export async function stageReleaseDetailed(opts: StageOptions & { root?: string 
   for (const note of app.notes) opts.log?.info(note);
   let appBytes = 0;
   for (const f of app.files) {
-    await copyAs(join(root, f), join(out, f), isExecutable(root, f) ? 0o755 : 0o644);
-    appBytes += (await stat(join(out, f))).size;
+    const body = app.source.read(f);
+    await mkdir(dirname(join(out, f)), { recursive: true });
+    await writeFile(join(out, f), body, { mode: 0o644 });
+    await chmod(join(out, f), app.source.executable(f) ? 0o755 : 0o644);
+    appBytes += body.length;
   }
 
-  const modules = await productionModules({ root, arch: opts.arch, cacheDir, log: opts.log });
+  const modules = await productionModules({ packageJson: app.source.read('package.json'), lockfile: app.source.read('package-lock.json'), arch: opts.arch, cacheDir, log: opts.log });
   for (const n of modules.native) {
     if (n.status === 'needs-compile') opts.log?.warn({ package: n.name }, `native addon ${n.name} ships no linux-${opts.arch} binary: it would need compiling for the box`);
   }
@@ -81,6 +87,7 @@ export async function stageReleaseDetailed(opts: StageOptions & { root?: string 
     parts: { app: { files: app.files.length, bytes: appBytes }, nodeModules: sum((p) => p.startsWith('node_modules/')), runtime: sum((p) => p.startsWith('bin/')) },
     native: modules.native,
     notes: app.notes,
+    commit: app.source.commit,
     cached: { modules: modules.cached, runtime: runtime.cached },
   };
   opts.log?.info({ files: detail.files, bytes: detail.bytes, parts: detail.parts }, 'release staged');

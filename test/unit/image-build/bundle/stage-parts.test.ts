@@ -25,9 +25,10 @@ async function put(files: Record<string, string | Buffer>): Promise<void> {
   }
 }
 
-function gitRepo(): void {
-  execFileSync('git', ['init', '-q'], { cwd: dir });
+function gitCommit(): void {
+  if (!existsSync(join(dir, '.git'))) execFileSync('git', ['init', '-q'], { cwd: dir });
   execFileSync('git', ['add', '-A'], { cwd: dir });
+  execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.invalid', 'commit', '-qm', 'c'], { cwd: dir });
 }
 
 /** The first 20 bytes of an ELF file for the given machine (183 = aarch64, 62 = x86-64). */
@@ -64,15 +65,30 @@ describe('appFiles', () => {
       'models/train.py': 'print(1)\n',
       'test/x.test.ts': '',
     });
-    gitRepo();
-    const { files, notes } = await appFiles(dir);
+    gitCommit();
+    const { files, notes, source } = await appFiles(dir);
     expect(files).toEqual(['appliance/appliance.ts', 'models/load.ts', 'models/net.onnx', 'package-lock.json', 'package.json', 'scripts/mbox', 'shared/cli/main.ts', 'tools/box-cmd.ts', 'util.ts']);
     expect(notes).toEqual(['tools/fleet-cmd.ts (lazily imported by shared/cli/main.ts) left out: it needs code that is not shipped to the box']);
+    expect(source.commit).toMatch(/^[0-9a-f]{40}$/);
+  });
+
+  it('takes the files from HEAD: uncommitted edits are named and not shipped, a committed import of a missing file is refused', async () => {
+    await put({ 'package.json': '{}', 'package-lock.json': '{}', 'scripts/mbox': '', 'shared/cli/main.ts': "import '../../appliance/appliance.ts';\n", 'appliance/appliance.ts': 'export const v = 1;\n' });
+    gitCommit();
+    // Work in progress: a new import of a file that is not even added yet.
+    await put({ 'appliance/appliance.ts': "import './update/new.ts';\nexport const v = 2;\n", 'appliance/update/new.ts': 'export {};\n' });
+    const { files, notes, source } = await appFiles(dir);
+    expect(files).not.toContain('appliance/update/new.ts');
+    expect(source.read('appliance/appliance.ts').toString()).toBe('export const v = 1;\n');
+    expect(notes.join('\n')).toMatch(/uncommitted changes are not in the release \(built from [0-9a-f]{12}\): appliance\/appliance\.ts/);
+    await rm(join(dir, 'appliance/update'), { recursive: true });
+    gitCommit();
+    await expect(appFiles(dir)).rejects.toThrow(/the release would not load: appliance\/appliance\.ts imports appliance\/update\/new\.ts/);
   });
 
   it('refuses when the box entry point itself needs fleet code', async () => {
     await put({ 'package.json': '{}', 'package-lock.json': '{}', 'scripts/mbox': '', 'shared/cli/main.ts': "import '../appliance/appliance.ts';\n", 'appliance/appliance.ts': "import { a } from '../shared/x.ts';\n", 'shared/x.ts': "export { a } from '../fleet/a.ts';\n", 'fleet/a.ts': 'export const a = 1;\n' });
-    gitRepo();
+    gitCommit();
     await expect(appFiles(dir)).rejects.toThrow(/(shared\/cli\/main|appliance\/appliance)\.ts statically imports code that is not shipped/);
   });
 });

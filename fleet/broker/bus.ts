@@ -43,6 +43,12 @@ const BACKOFF_MAX_MS = 30_000;
 // Messages that arrive before the first handler is registered (a persistent session's queue is
 // flushed right after CONNACK, before connectFleetBus has even resolved) wait here.
 const EARLY_BUFFER_MAX = 50_000;
+/**
+ * The fleet's parts register their handlers one after another while it starts, and the broker
+ * hands over queued and retained messages at once: for this long after the first handler, every
+ * message is also kept so a handler registered later still sees what arrived before it.
+ */
+const STARTUP_REPLAY_MS = 15_000;
 
 export function connectFleetBus(opts: FleetBusOptions): Promise<ConnectedFleetBus> {
   const { url, log } = opts;
@@ -65,7 +71,7 @@ export function connectFleetBus(opts: FleetBusOptions): Promise<ConnectedFleetBu
   const client: MqttClient = connect(url, options);
 
   const handlers: Handler[] = [];
-  const early: Array<[string, FleetBoundKind, unknown]> = [];
+  let early: Array<[string, FleetBoundKind, unknown]> | undefined = [];
   const stats: FleetBusStats = { delivered: 0, invalid: 0, ignored: 0, handlerErrors: 0, reconnects: 0 };
   let everConnected = false;
   let attempts = 0;
@@ -74,21 +80,22 @@ export function connectFleetBus(opts: FleetBusOptions): Promise<ConnectedFleetBu
   let closed = false;
   const pending = new Set<Pending>();
 
-  const dispatch = (deviceId: string, kind: FleetBoundKind, payload: unknown): void => {
-    for (const handler of handlers) {
-      try {
-        const result: unknown = handler(deviceId, kind, payload);
-        if (result instanceof Promise) {
-          result.catch((err: unknown) => {
-            stats.handlerErrors++;
-            log.warn({ err, deviceId, kind }, 'device message handler failed');
-          });
-        }
-      } catch (err) {
-        stats.handlerErrors++;
-        log.warn({ err, deviceId, kind }, 'device message handler failed');
+  const dispatchTo = (handler: Handler, deviceId: string, kind: FleetBoundKind, payload: unknown): void => {
+    try {
+      const result: unknown = handler(deviceId, kind, payload);
+      if (result instanceof Promise) {
+        result.catch((err: unknown) => {
+          stats.handlerErrors++;
+          log.warn({ err, deviceId, kind }, 'device message handler failed');
+        });
       }
+    } catch (err) {
+      stats.handlerErrors++;
+      log.warn({ err, deviceId, kind }, 'device message handler failed');
     }
+  };
+  const dispatch = (deviceId: string, kind: FleetBoundKind, payload: unknown): void => {
+    for (const handler of handlers) dispatchTo(handler, deviceId, kind, payload);
     stats.delivered++;
   };
 
@@ -108,12 +115,11 @@ export function connectFleetBus(opts: FleetBusOptions): Promise<ConnectedFleetBu
       return;
     }
     const kind = parsed.kind as FleetBoundKind;
-    if (handlers.length === 0) {
+    if (early) {
       if (early.length < EARLY_BUFFER_MAX) early.push([parsed.deviceId, kind, value]);
-      else stats.ignored++;
-      return;
+      else if (handlers.length === 0) stats.ignored++;
     }
-    dispatch(parsed.deviceId, kind, value);
+    if (handlers.length > 0) dispatch(parsed.deviceId, kind, value);
   });
 
   // Exponential backoff: mqtt.js re-reads options.reconnectPeriod each time it schedules a retry,
@@ -197,10 +203,9 @@ export function connectFleetBus(opts: FleetBusOptions): Promise<ConnectedFleetBu
         });
       },
       onDeviceMessage(handler) {
+        if (handlers.length === 0) setTimeout(() => (early = undefined), STARTUP_REPLAY_MS).unref();
         handlers.push(handler);
-        if (handlers.length === 1) {
-          for (const [id, kind, value] of early.splice(0)) dispatch(id, kind, value);
-        }
+        for (const [id, kind, value] of early ?? []) dispatchTo(handler, id, kind, value);
       },
       get connected() {
         return client.connected;

@@ -100,6 +100,28 @@ describe('FleetBus', () => {
     expect(got).toEqual([{ id: 'while-away' }]);
   });
 
+  it('replays what arrived at start-up to a handler registered after the first one', async () => {
+    const first = await bus();
+    await first.close();
+    closers.pop();
+    const { id, client } = await device();
+    // Not retained here: a retained copy would come again on resubscribe besides the queued one.
+    await client.publishAsync(topics.updateStatus(id), JSON.stringify({ phase: 'rolled-back' }), { qos: 1 });
+    const again = await bus();
+    await new Promise((r) => setTimeout(r, 300));
+    const seen = (who: unknown[]) => (did: string, kind: string, payload: unknown) => did === id && kind === 'update/status' && who.push(payload);
+    const devices: unknown[] = [];
+    const rollouts: unknown[] = [];
+    again.onDeviceMessage(seen(devices));
+    await new Promise((r) => setTimeout(r, 200));
+    again.onDeviceMessage(seen(rollouts));
+    await waitUntil(async () => devices.length === 1 && rollouts.length === 1, 5000, 'both handlers saw the status queued while away');
+    // Delivered once to each: the replay does not hand the first handler the message twice.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(devices).toEqual([{ phase: 'rolled-back' }]);
+    expect(rollouts).toEqual([{ phase: 'rolled-back' }]);
+  });
+
   it('reconnects and resubscribes after the broker restarts', async () => {
     const b = await bus();
     const got: unknown[] = [];

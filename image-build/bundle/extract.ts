@@ -96,6 +96,7 @@ export async function extractBundle(file: string, destDir: string, pubkeys: stri
   const dest = resolve(destDir);
   await destState(dest);
   const partial = join(dirname(dest), `.${basename(dest)}.partial`);
+  await mkdir(dirname(dest), { recursive: true });
   await rm(partial, { recursive: true, force: true });
   await mkdir(partial, { mode: 0o755 });
   const sink = new DirectorySink(partial);

@@ -11,6 +11,12 @@ export interface OfferContext {
   trial: string | undefined;
   /** The offer being worked on now (download/install), if any. */
   active: Pick<UpdateOffer, 'rolloutId' | 'version' | 'sha256'> | undefined;
+  /**
+   * The last offer this box acted on, when its outcome is final (committed, rolled back, failed):
+   * that very offer, delivered again (it stays retained until the fleet withdraws it), is answered
+   * already — acting on it again would loop a re-approved release that fails again.
+   */
+  answered?: (Pick<UpdateOffer, 'rolloutId' | 'version' | 'offeredAt'> & { phase: string }) | undefined;
 }
 
 export type OfferDecision =
@@ -29,6 +35,8 @@ export function decideOffer(offer: UpdateOffer, ctx: OfferContext): OfferDecisio
   // The offer that brought the trial's release stays retained while it runs: its outcome is the
   // health window's to report.
   if (ctx.trial !== undefined) return { action: 'ignore', why: `health window of ${ctx.trial} running` };
+  const a = ctx.answered;
+  if (a && a.rolloutId === offer.rolloutId && a.version === offer.version && a.offeredAt === offer.offeredAt) return { action: 'ignore', why: `answered already (${a.phase})` };
   if (offer.version === ctx.runningVersion) return { action: 'report-committed', why: `already running ${offer.version}` };
   if (ctx.notUpdatable !== undefined) return { action: 'refuse', reason: ctx.notUpdatable };
   const failure = failureOf(ctx.failed, offer.version);

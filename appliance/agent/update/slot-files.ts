@@ -143,4 +143,9 @@ export class SlotFiles {
   get statusFile(): string {
     return `${this.root}/last-status.json`;
   }
+
+  /** The last offer acted on (rolloutId, version, offeredAt): tells a redelivery from a new offer. */
+  get actedFile(): string {
+    return `${this.root}/last-offer.json`;
+  }
 }

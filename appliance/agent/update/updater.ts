@@ -3,7 +3,7 @@
 // why. One offer is worked on at a time; a newer offer replaces it, a withdrawn one stops it
 // (before the switch; after it, the trial decides). Wiring: appliance.ts makes one at start,
 // the agent feeds it offers and link events and publishes its status.
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Value } from '@sinclair/typebox/value';
 import type { ApplianceConfig } from '../../../shared/config/appliance.ts';
@@ -78,6 +78,8 @@ export class Updater {
   private active: { offer: UpdateOffer; abort: AbortController; done: Promise<void> } | undefined;
   private window: AbortController | undefined;
   private stopped = false;
+  private restarting = false;
+  private acted: Pick<UpdateOffer, 'rolloutId' | 'version' | 'offeredAt'> | undefined;
 
   private constructor(deps: UpdaterDeps, context: UpdateContext) {
     this.deps = deps;
@@ -126,6 +128,7 @@ export class Updater {
       const facts = await prepareBoot({ files: this.files, slot, runningVersion: this.deps.runningVersion, dataDir: this.deps.dataDir, migrations: this.migrations, log: this.log });
       this.state = facts.state;
       this.trial = facts.trial;
+      this.acted = await readActed(this.files);
       this.reporter = this.makeReporter(facts.lastStatus);
       if (facts.status) await this.reporter.report(facts.status);
       else if (!facts.lastStatus) await this.reporter.report({ rolloutId: null, version: null, phase: 'idle' });
@@ -198,14 +201,16 @@ export class Updater {
       this.log.warn({ errors: [...Value.Errors(UpdateOffer, offer)].slice(0, 3).map((e) => `${e.path} ${e.message}`) }, 'update offer is not valid; ignored');
       return;
     }
+    const cur = this.reporter.current;
+    const final = cur && this.acted && cur.rolloutId === this.acted.rolloutId && cur.version === this.acted.version && FINAL_PHASES.has(cur.phase);
     const decision = decideOffer(offer, {
       notUpdatable: this.context.updatable ? undefined : this.context.reason,
       runningVersion: this.deps.runningVersion,
       failed: this.state.failed,
       trial: this.trial?.version,
       active: this.active?.offer,
+      answered: final && this.acted ? { ...this.acted, phase: cur.phase } : undefined,
     });
-    const cur = this.reporter.current;
     const same = (phase: string, reason?: string): boolean => cur?.rolloutId === offer.rolloutId && cur.version === offer.version && cur.phase === phase && (reason === undefined || cur.reason === reason);
     switch (decision.action) {
       case 'ignore':
@@ -227,12 +232,15 @@ export class Updater {
   }
 
   private start(offer: UpdateOffer): void {
+    this.acted = { rolloutId: offer.rolloutId, version: offer.version, offeredAt: offer.offeredAt };
+    const acted = this.acted;
     const previous = this.active;
     previous?.abort.abort(new Error(`replaced by the offer of ${offer.version}`));
     const abort = new AbortController();
     const done = (async () => {
       await previous?.done;
       if (abort.signal.aborted || this.stopped) return;
+      if (this.files) await writeFileDurable(this.files.actedFile, `${JSON.stringify(acted)}\n`);
       await runOffer(offer, abort.signal, this.workDeps());
     })()
       .catch((err: unknown) => this.log.error({ err, version: offer.version }, 'update failed unexpectedly'))
@@ -259,7 +267,7 @@ export class Updater {
       },
       tls: () => this.fleet?.tls(),
       dataSchema: () => readDataSchema(this.deps.dataDir, this.migrations.base),
-      restart: (why) => this.deps.restart(why),
+      restart: (why) => this.restart(why),
       ...(this.deps.options?.retry ? { retry: this.deps.options.retry } : {}),
     };
   }
@@ -278,7 +286,7 @@ export class Updater {
         if (verdict.ok) await this.commit(trial, verdict.checks);
         else {
           await this.rollBackFiles(trial.version, verdict.reason);
-          await this.deps.restart(`rollback of ${trial.version}: ${verdict.reason}`);
+          await this.restart(`rollback of ${trial.version}: ${verdict.reason}`);
         }
       })
       .catch((err: unknown) => this.log.error({ err }, 'health window failed unexpectedly'));
@@ -323,17 +331,36 @@ export class Updater {
     this.trial = undefined;
   }
 
+  /** The restart's stop() comes from inside the work (or the window) it would wait for. */
+  private async restart(why: string): Promise<void> {
+    this.restarting = true;
+    await this.deps.restart(why);
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     this.window?.abort();
-    this.active?.abort.abort(new Error('the box is stopping'));
-    await this.active?.done;
+    if (!this.restarting) {
+      this.active?.abort.abort(new Error('the box is stopping'));
+      await this.active?.done;
+    }
     this.reporter.stop();
   }
 
   /** The release this box refuses, and why (API, tests). */
   failureOf(version: string): SlotState['failed'][number] | undefined {
     return failureOf(this.state.failed, version);
+  }
+}
+
+const FINAL_PHASES: ReadonlySet<string> = new Set(['committed', 'rolled-back', 'failed', 'refused']);
+
+async function readActed(files: SlotFiles): Promise<Pick<UpdateOffer, 'rolloutId' | 'version' | 'offeredAt'> | undefined> {
+  try {
+    const v = JSON.parse(await readFile(files.actedFile, 'utf8')) as Partial<UpdateOffer>;
+    return typeof v.rolloutId === 'string' && typeof v.version === 'string' && typeof v.offeredAt === 'string' ? { rolloutId: v.rolloutId, version: v.version, offeredAt: v.offeredAt } : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -69,3 +69,12 @@ describe('failure memory', () => {
     expect(failed.at(-1)?.version).toBe('2.0.59');
   });
 });
+
+describe('an offer delivered again after its outcome', () => {
+  it('is answered already, so a re-approved release that failed again is not installed in a loop; a new re-approval is', () => {
+    const failed = [{ version: '1.1.0', at: 't', reason: 'crash loop' }];
+    const answered = { rolloutId: 'ro-1', version: '1.1.0', offeredAt: '2026-11-22T10:00:00Z', phase: 'rolled-back' };
+    expect(decideOffer(offer({ retryApproved: true }), ctx({ failed, answered }))).toEqual({ action: 'ignore', why: 'answered already (rolled-back)' });
+    expect(decideOffer(offer({ retryApproved: true, offeredAt: '2026-11-22T11:00:00Z' }), ctx({ failed, answered }))).toEqual({ action: 'install' });
+  });
+});

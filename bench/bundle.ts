@@ -191,7 +191,7 @@ export async function runBundleCli(argv: string[]): Promise<boolean> {
       notes: [
         `node_modules reached from the box's imports (through package.json dependencies): ${reached.size} packages, ${(reachedBytes / MB).toFixed(1)} MB raw; never reached: ${unreached.length} packages, ${(unreachedBytes / MB).toFixed(1)} MB raw — largest: ${unreached.slice(0, 8).map(([d, s]) => `${pkgName(d)} ${(s / MB).toFixed(1)}`).join(', ')}. A static estimate (dynamic requires are not followed): the fleet's own dependencies ship because package.json has one dependency list.`,
         ...(missing.length ? [`imported by shipped code but not a production dependency: ${missing.join(', ')} (build-time tooling reached through \`mbox bundle build\`; never loaded by the box).`] : []),
-        ...detail.notes.map((n) => `left out: ${n}`),
+        ...detail.notes.map((n) => `staging: ${n}`),
       ],
     },
   ];

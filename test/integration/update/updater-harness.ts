@@ -332,7 +332,7 @@ export async function rollOut(lab: Lab, rel: Release): Promise<string> {
  * release the fleet remembers failed on the box. (A second connection as the fleet's identity
  * would take over the fleet's session, so this reaches for the fleet's bus.)
  */
-export async function publishOffer(lab: Lab, offer: UpdateOffer | null): Promise<void> {
+export async function publishOffer(lab: Pick<Lab, 'fleet' | 'deviceId'>, offer: UpdateOffer | null): Promise<void> {
   // The device service's bus is private; tests only.
   const bus = (lab.fleet.devices as unknown as { bus: FleetBus }).bus;
   await bus.publish(topics.updateOffer(lab.deviceId), offer ?? undefined, { retain: true, qos: 1 });

@@ -2,13 +2,16 @@
 // image-build/launcher/mbox-launch, reads and writes the same ones). Every change is a rename of a
 // fsynced temp file (or an unlink) followed by a fsync of the directory, so a power cut leaves the
 // old state or the new one.
-import { mkdir, readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, readdir, readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Value } from '@sinclair/typebox/value';
 import { writeFileDurable } from '../../../shared/crypto/durable-file.ts';
 import { fsyncPath } from '../../../shared/storage/fsync.ts';
+import type { UpdateOffer } from '../../../shared/update/messages.ts';
 import { SLOTS, SlotState, slotPaths, type Slot } from '../../../shared/update/slots.ts';
+
+export type OfferId = Pick<UpdateOffer, 'rolloutId' | 'version' | 'offeredAt'>;
 
 export interface Pending {
   slot: Slot;
@@ -147,5 +150,23 @@ export class SlotFiles {
   /** The last offer acted on (rolloutId, version, offeredAt): tells a redelivery from a new offer. */
   get actedFile(): string {
     return `${this.root}/last-offer.json`;
+  }
+
+  async readActed(): Promise<OfferId | undefined> {
+    try {
+      const v = JSON.parse(await readFile(this.actedFile, 'utf8')) as Partial<UpdateOffer>;
+      return typeof v.rolloutId === 'string' && typeof v.version === 'string' && typeof v.offeredAt === 'string' ? { rolloutId: v.rolloutId, version: v.version, offeredAt: v.offeredAt } : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async writeActed(o: OfferId): Promise<void> {
+    await writeFileDurable(this.actedFile, `${JSON.stringify(o)}\n`);
+  }
+
+  /** Everything under downloads/ (after a commit nothing there is needed). */
+  async clearDownloads(): Promise<void> {
+    for (const name of await readdir(this.paths.downloads)) await rm(join(this.paths.downloads, name), { recursive: true, force: true });
   }
 }

@@ -3,67 +3,24 @@
 // why. One offer is worked on at a time; a newer offer replaces it, a withdrawn one stops it
 // (before the switch; after it, the trial decides). Wiring: appliance.ts makes one at start,
 // the agent feeds it offers and link events and publishes its status.
-import { readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Value } from '@sinclair/typebox/value';
-import type { ApplianceConfig } from '../../../shared/config/appliance.ts';
 import { writeFileDurable } from '../../../shared/crypto/durable-file.ts';
 import type { Logger } from '../../../shared/log.ts';
 import { UpdateOffer, type UpdateStatus } from '../../../shared/update/messages.ts';
-import { otherSlot, type Slot, type SlotState } from '../../../shared/update/slots.ts';
+import type { SlotState } from '../../../shared/update/slots.ts';
 import { prepareBoot, type Trial } from './boot.ts';
 import { locateSlot, type UpdateContext } from './context.ts';
-import { decideOffer, failureOf } from './decide.ts';
-import type { DownloadTls } from './download.ts';
+import { decideOffer } from './decide.ts';
 import { runHealthWindow, type HealthProbe } from './health.ts';
 import { DATA_SCHEMA, BASE_DATA_SCHEMA, MIGRATIONS } from './migrations.ts';
 import { StatusReporter, type StatusChange } from './reporter.ts';
-import { dropBackup, readDataSchema, type Migration } from './schema.ts';
-import { SlotFiles } from './slot-files.ts';
-import { slotRunnable } from './install.ts';
+import { readDataSchema, type Migration } from './schema.ts';
+import { SlotFiles, type OfferId } from './slot-files.ts';
+import { commitTrial, rollBackTrial } from './trial.ts';
+import type { FleetPort, UpdateInfo, UpdaterDeps } from './types.ts';
 import { runOffer, type WorkDeps } from './work.ts';
 
-/** The exit status of a process that ends to let the supervisor start the other slot. */
-export const UPDATE_RESTART_EXIT_CODE = 75;
-
-/** How the updater reaches the fleet; the agent provides it once the box has an identity. */
-export interface FleetPort {
-  publishStatus(status: UpdateStatus): Promise<void>;
-  /** The device identity for mutual TLS downloads (undefined before enrolment). */
-  tls(): DownloadTls | undefined;
-  connected(): boolean;
-}
-
-export interface UpdaterOptions {
-  progressIntervalMs?: number;
-  /** Download retry back-off, and how many failures in a row (without progress) end the attempt. */
-  retry?: { minMs: number; maxMs: number; maxFailures: number };
-  /** Replaces this release's migrations (tests of the mechanism). */
-  migrations?: { list: readonly Migration[]; base: number; target: number };
-  context?: UpdateContext;
-}
-
-export interface UpdateInfo {
-  updatable: boolean;
-  slot?: Slot;
-  root?: string;
-  reason?: string;
-  runningVersion: string;
-  status: UpdateStatus | null;
-  trial: { version: string; boots: number; windowMs: number } | null;
-  versions: SlotState['versions'];
-  failed: SlotState['failed'];
-}
-
-export interface UpdaterDeps {
-  config: ApplianceConfig;
-  dataDir: string;
-  log: Logger;
-  runningVersion: string;
-  /** Stops the box and ends the process so the supervisor (systemd) starts the launcher again. */
-  restart: (why: string) => Promise<void>;
-  options?: UpdaterOptions;
-}
+export { UPDATE_RESTART_EXIT_CODE, type FleetPort, type UpdateInfo, type UpdaterDeps, type UpdaterOptions } from './types.ts';
 
 export class Updater {
   readonly context: UpdateContext;
@@ -79,7 +36,8 @@ export class Updater {
   private window: AbortController | undefined;
   private stopped = false;
   private restarting = false;
-  private acted: Pick<UpdateOffer, 'rolloutId' | 'version' | 'offeredAt'> | undefined;
+  private acted: OfferId | undefined;
+  private deferred: UpdateOffer | undefined;
 
   private constructor(deps: UpdaterDeps, context: UpdateContext) {
     this.deps = deps;
@@ -128,7 +86,7 @@ export class Updater {
       const facts = await prepareBoot({ files: this.files, slot, runningVersion: this.deps.runningVersion, dataDir: this.deps.dataDir, migrations: this.migrations, log: this.log });
       this.state = facts.state;
       this.trial = facts.trial;
-      this.acted = await readActed(this.files);
+      this.acted = await this.files.readActed();
       this.reporter = this.makeReporter(facts.lastStatus);
       if (facts.status) await this.reporter.report(facts.status);
       else if (!facts.lastStatus) await this.reporter.report({ rolloutId: null, version: null, phase: 'idle' });
@@ -168,14 +126,6 @@ export class Updater {
     return this.reporter.current;
   }
 
-  get slotState(): SlotState {
-    return this.state;
-  }
-
-  get onTrial(): Trial | undefined {
-    return this.trial;
-  }
-
   attachFleet(port: FleetPort): void {
     this.fleet = port;
   }
@@ -190,6 +140,7 @@ export class Updater {
   onOffer(payload: unknown): void {
     if (this.stopped) return;
     if (payload === null) {
+      this.deferred = undefined;
       if (this.active) {
         this.log.info({ version: this.active.offer.version }, 'update offer withdrawn: stopping its download/install');
         this.active.abort.abort(new Error('offer withdrawn'));
@@ -214,6 +165,9 @@ export class Updater {
     const same = (phase: string, reason?: string): boolean => cur?.rolloutId === offer.rolloutId && cur.version === offer.version && cur.phase === phase && (reason === undefined || cur.reason === reason);
     switch (decision.action) {
       case 'ignore':
+        // An offer that comes during the trial is looked at again once the trial has ended: it
+        // stays retained, but is delivered again only at the next reconnect.
+        if (this.trial) this.deferred = offer;
         this.log.debug({ version: offer.version, why: decision.why }, 'update offer ignored');
         return;
       case 'report-committed':
@@ -240,7 +194,7 @@ export class Updater {
     const done = (async () => {
       await previous?.done;
       if (abort.signal.aborted || this.stopped) return;
-      if (this.files) await writeFileDurable(this.files.actedFile, `${JSON.stringify(acted)}\n`);
+      await this.files?.writeActed(acted);
       await runOffer(offer, abort.signal, this.workDeps());
     })()
       .catch((err: unknown) => this.log.error({ err, version: offer.version }, 'update failed unexpectedly'))
@@ -284,10 +238,7 @@ export class Updater {
       .then(async (verdict) => {
         if (signal.aborted) return; // stopping: the next start is another trial boot
         if (verdict.ok) await this.commit(trial, verdict.checks);
-        else {
-          await this.rollBackFiles(trial.version, verdict.reason);
-          await this.restart(`rollback of ${trial.version}: ${verdict.reason}`);
-        }
+        else if (await this.rollBackFiles(trial.version, verdict.reason)) await this.restart(`rollback of ${trial.version}: ${verdict.reason}`);
       })
       .catch((err: unknown) => this.log.error({ err }, 'health window failed unexpectedly'));
   }
@@ -299,36 +250,27 @@ export class Updater {
   }
 
   private async commit(trial: Trial, checks: string[]): Promise<void> {
-    const files = this.files!;
-    await files.removePending();
-    const failed = this.state.failed.filter((f) => f.version !== trial.version);
-    this.state = { ...this.state, versions: { ...this.state.versions, [trial.slot]: trial.version }, failed, inFlight: null };
-    await files.writeState(this.state);
+    this.state = await commitTrial(this.files!, this.state, trial, this.deps.dataDir, this.log);
     this.trial = undefined;
-    await dropBackup(this.deps.dataDir).catch((err: unknown) => this.log.warn({ err }, 'data backup not removed'));
-    await clearDownloads(files).catch(() => undefined);
     this.log.info({ version: trial.version, checks }, 'update committed');
     await this.reporter.report({ rolloutId: trial.rolloutId, version: trial.version, phase: 'committed', reason: `health checks passed: ${checks.join(', ')}` });
+    const deferred = this.deferred;
+    this.deferred = undefined;
+    if (deferred) this.onOffer(deferred);
   }
 
-  /**
-   * Points `current` back at the other slot and leaves the reason for it (boot/rolled-back), in
-   * the launcher's order: the note, the switch, then pending. The old slot reports it.
-   */
-  private async rollBackFiles(version: string, reason: string): Promise<void> {
+  /** Back to the other slot with the reason left for it (the old slot reports it); false: nowhere to go. */
+  private async rollBackFiles(version: string, reason: string): Promise<boolean> {
     const ctx = this.context;
-    if (!ctx.updatable || !this.files) return;
-    const back: Slot = otherSlot(ctx.slot);
-    if (!(await slotRunnable(this.files.paths.slot(back)))) {
-      this.log.error({ version, reason, slot: back }, 'health check failed but the other slot cannot run: staying on this one');
+    if (!ctx.updatable || !this.files) return false;
+    this.log.error({ version, reason }, 'rolling back');
+    if ((await rollBackTrial(this.files, ctx.slot, version, reason)) === 'no-slot') {
+      this.log.error({ version, reason }, 'the other slot cannot run: staying on this one');
       await this.reporter.report({ rolloutId: this.trial?.rolloutId ?? null, version, phase: 'failed', reason: `${reason}; no slot to roll back to` });
-      return;
+      return false;
     }
-    this.log.error({ version, reason, to: back }, 'rolling back');
-    await this.files.writeRolledBack({ version, reason });
-    await this.files.pointCurrent(back);
-    await this.files.removePending();
     this.trial = undefined;
+    return true;
   }
 
   /** The restart's stop() comes from inside the work (or the window) it would wait for. */
@@ -346,24 +288,6 @@ export class Updater {
     }
     this.reporter.stop();
   }
-
-  /** The release this box refuses, and why (API, tests). */
-  failureOf(version: string): SlotState['failed'][number] | undefined {
-    return failureOf(this.state.failed, version);
-  }
 }
 
 const FINAL_PHASES: ReadonlySet<string> = new Set(['committed', 'rolled-back', 'failed', 'refused']);
-
-async function readActed(files: SlotFiles): Promise<Pick<UpdateOffer, 'rolloutId' | 'version' | 'offeredAt'> | undefined> {
-  try {
-    const v = JSON.parse(await readFile(files.actedFile, 'utf8')) as Partial<UpdateOffer>;
-    return typeof v.rolloutId === 'string' && typeof v.version === 'string' && typeof v.offeredAt === 'string' ? { rolloutId: v.rolloutId, version: v.version, offeredAt: v.offeredAt } : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-async function clearDownloads(files: SlotFiles): Promise<void> {
-  for (const name of await readdir(files.paths.downloads)) await rm(join(files.paths.downloads, name), { force: true });
-}

@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { startAppliance } from '../appliance/appliance.ts';
 import { startFleet } from '../fleet/fleet.ts';
+import { initKeys } from '../image-build/bundle/index.ts';
 import { ApplianceConfigSchema } from '../shared/config/appliance.ts';
 import { FleetConfigSchema } from '../shared/config/fleet.ts';
 import { ConfigError, loadConfig } from '../shared/config/load.ts';
@@ -32,8 +33,16 @@ const adminToken =
   process.env.MBOX_ADMIN_TOKEN ?? (existsSync(adminTokenFile) ? readFileSync(adminTokenFile, 'utf8').trim() : randomBytes(18).toString('base64url'));
 writeFileSync(adminTokenFile, `${adminToken}\n`, { mode: 0o600 });
 
+// A release signing key for the demo, so `mbox bundle build --key .data/release-keys/…` gives
+// bundles this fleet accepts (a real fleet pins the keys of its release pipeline).
+const releaseKeysDir = resolve(root, '.data/release-keys');
+const releasePubkey = resolve(releaseKeysDir, 'bundle-signing.pub.pem');
+if (!existsSync(releasePubkey)) await initKeys(releaseKeysDir);
+
 const fleetDataDir = resolve(root, '.data/fleet');
-const fleetConfig = config(() => loadConfig(FleetConfigSchema, { argv: ['--data-dir', fleetDataDir, '--admin-token', adminToken], env: {} }));
+const fleetConfig = config(() =>
+  loadConfig(FleetConfigSchema, { argv: ['--data-dir', fleetDataDir, '--admin-token', adminToken, '--release-pubkeys', releasePubkey], env: {} }),
+);
 const fleet = await startFleet(fleetConfig, createLogger(fleetConfig.logLevel, 'mbox-fleet'));
 
 // A box enrols once; later starts reuse its identity, so a token is minted only for a new box.
@@ -76,6 +85,7 @@ try it:
   curl -s --cacert .data/fleet/ca/ca.crt ${fleet.dicomWebUrl}/studies/0.0.0.0.2.8811.20010413115754.12432/instances
   curl -s --cacert .data/fleet/ca/ca.crt -H "authorization: Bearer ${adminToken}" ${fleet.baseUrl}/api/devices
   scripts/mbox token create --data-dir .data/fleet --group north --expires 24h --label clinic=Northside --qr
+  scripts/mbox bundle build --key .data/release-keys/bundle-signing.key.pem --arch x64 --out .data/release.mbx   # then upload it on the dashboard's Releases page
 
 `);
 

@@ -19,7 +19,7 @@ import { stowReceiver } from './ingest/stow-receiver.ts';
 import { openPki } from './pki/pki.ts';
 import { ReleaseStore } from './rollouts/releases.ts';
 import { RolloutService } from './rollouts/service.ts';
-import type { BrokerControl, FleetPki } from './types.ts';
+import type { BrokerControl, FleetBus, FleetPki } from './types.ts';
 import { fleetWeb } from './web/plugin.ts';
 
 export interface RunningFleet {
@@ -35,6 +35,8 @@ export interface RunningFleet {
   pki: FleetPki;
   tokens: TokenStore;
   devices: DeviceService;
+  /** The fleet's own MQTT connection (operators' tools and tests publish as the fleet through it). */
+  bus: FleetBus;
   stop(): Promise<void>;
 }
 
@@ -116,6 +118,7 @@ export async function startFleet(config: FleetConfig, log: Logger): Promise<Runn
     pki,
     tokens,
     devices,
+    bus,
     async stop() {
       if (stopped) return;
       stopped = true;

@@ -19,7 +19,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { buildBundle } from '../../../image-build/bundle/build.ts';
 import { initKeys } from '../../../image-build/bundle/keys.ts';
 import type { UpdateInfo } from '../../../appliance/agent/update/updater.ts';
-import type { FleetBus } from '../../../fleet/types.ts';
 import type { DeviceUpdate } from '../../../shared/fleet/api.ts';
 import { topics } from '../../../shared/fleet/topics.ts';
 import type { UpdateOffer } from '../../../shared/update/messages.ts';
@@ -330,12 +329,10 @@ export async function rollOut(lab: Lab, rel: Release): Promise<string> {
  * Publishes (or with null, withdraws) the retained offer as the fleet would, through the fleet's
  * own MQTT connection — for what the rollout engine will not do: offer a tampered bundle, or a
  * release the fleet remembers failed on the box. (A second connection as the fleet's identity
- * would take over the fleet's session, so this reaches for the fleet's bus.)
+ * would take over the fleet's session, so this goes through the fleet's own bus.)
  */
 export async function publishOffer(lab: Pick<Lab, 'fleet' | 'deviceId'>, offer: UpdateOffer | null): Promise<void> {
-  // The device service's bus is private; tests only.
-  const bus = (lab.fleet.devices as unknown as { bus: FleetBus }).bus;
-  await bus.publish(topics.updateOffer(lab.deviceId), offer ?? undefined, { retain: true, qos: 1 });
+  await lab.fleet.bus.publish(topics.updateOffer(lab.deviceId), offer ?? undefined, { retain: true, qos: 1 });
 }
 
 export const pause = sleep;

@@ -10,7 +10,7 @@ import type { Logger } from '../shared/log.ts';
 import { FileAuditLog } from './api/audit.ts';
 import { fleetApi, fleetOpenApi } from './api/plugin.ts';
 import { connectFleetBus } from './broker/bus.ts';
-import { startEmbeddedBroker } from './broker/embedded.ts';
+import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded.ts';
 import { DeviceRegistry } from './devices/registry.ts';
 import { DeviceService } from './devices/service.ts';
 import { enrolRoutes, httpsOptions } from './enrol/routes.ts';
@@ -19,7 +19,7 @@ import { stowReceiver } from './ingest/stow-receiver.ts';
 import { openPki } from './pki/pki.ts';
 import { ReleaseStore } from './rollouts/releases.ts';
 import { RolloutService } from './rollouts/service.ts';
-import type { BrokerControl, FleetBus, FleetPki } from './types.ts';
+import type { FleetBus, FleetPki } from './types.ts';
 import { fleetWeb } from './web/plugin.ts';
 
 export interface RunningFleet {
@@ -53,7 +53,7 @@ export async function startFleet(config: FleetConfig, log: Logger): Promise<Runn
   const tokens = new TokenStore(resolve(dataDir, 'tokens'));
   const registry = await DeviceRegistry.open(resolve(dataDir, 'devices'), log.child({ component: 'registry' }));
 
-  let broker: (BrokerControl & { port: number }) | undefined;
+  let broker: EmbeddedBroker | undefined;
   let brokerUrl: string;
   let brokerCa = pki.caCertPem;
   if (config.broker) {
@@ -71,7 +71,7 @@ export async function startFleet(config: FleetConfig, log: Logger): Promise<Runn
     brokerUrl = `mqtts://${displayHost(mqttHost)}:${broker.port}`;
   }
   const mqttUrl = config.publicMqttUrl ?? brokerUrl;
-  const bus = await connectFleetBus({ url: brokerUrl, caPem: brokerCa, certPem: service.certPem, keyPem: service.keyPem, log: log.child({ component: 'bus' }) });
+  const bus = broker ? broker.bus : await connectFleetBus({ url: brokerUrl, caPem: brokerCa, certPem: service.certPem, keyPem: service.keyPem, log: log.child({ component: 'bus' }) });
   const devices = new DeviceService({ registry, bus, audit, config, ...(broker ? { broker } : {}), log: log.child({ component: 'devices' }) });
   await devices.start();
   const releases = await ReleaseStore.open(resolve(dataDir, 'releases'), await Promise.all(config.releasePubkeys.map((p) => readFile(resolve(p), 'utf8'))), Math.round(config.releaseMaxMb * 1e6));

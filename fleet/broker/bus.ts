@@ -1,16 +1,15 @@
 // FleetBus: the fleet's own MQTT connection, the same whether the broker is embedded aedes or an
 // external mosquitto. MQTT 3.1.1, client id = FLEET_SERVICE_IDENTITY (= its certificate CN), and a
 // persistent session (clean: false) so QoS 1 messages from boxes wait in the broker while the fleet
-// reconnects. It never throws on what a box sends: unparsable payloads are counted and dropped.
+// reconnects. With the embedded broker the fleet uses ./local-bus.ts instead (no TLS to itself).
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { mayPublish } from '../../shared/fleet/acl.ts';
-import { FLEET_SERVICE_IDENTITY, parseDeviceTopic, topics } from '../../shared/fleet/topics.ts';
+import { FLEET_SERVICE_IDENTITY, topics } from '../../shared/fleet/topics.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { FleetBus } from '../types.ts';
+import { DeviceMessageRouter, type FleetBusStats } from './router.ts';
 
-export type FleetBoundKind = 'status' | 'telemetry' | 'config/reported' | 'commands/res' | 'update/status';
-type Pending = { reject(err: Error): void };
-type Handler = (deviceId: string, kind: FleetBoundKind, payload: unknown) => void;
+export type { FleetBoundKind, FleetBusStats } from './router.ts';
 
 export interface FleetBusOptions {
   url: string;
@@ -22,33 +21,12 @@ export interface FleetBusOptions {
   initialTimeoutMs?: number;
 }
 
-export interface FleetBusStats {
-  /** Device messages handed to the handlers. */
-  delivered: number;
-  /** Payloads that were not JSON. */
-  invalid: number;
-  /** Topics outside the device tree or not fleet-bound; empty payloads (a cleared retained topic). */
-  ignored: number;
-  /** Handlers that threw or rejected. */
-  handlerErrors: number;
-  /** Connections established after the first one. */
-  reconnects: number;
-}
-
 export type ConnectedFleetBus = FleetBus & { stats(): FleetBusStats };
 
-const FLEET_BOUND: ReadonlySet<string> = new Set<FleetBoundKind>(['status', 'telemetry', 'config/reported', 'commands/res', 'update/status']);
+type Pending = { reject(err: Error): void };
+
 const BACKOFF_BASE_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
-// Messages that arrive before the first handler is registered (a persistent session's queue is
-// flushed right after CONNACK, before connectFleetBus has even resolved) wait here.
-const EARLY_BUFFER_MAX = 50_000;
-/**
- * The fleet's parts register their handlers one after another while it starts, and the broker
- * hands over queued and retained messages at once: for this long after the first handler, every
- * message is also kept so a handler registered later still sees what arrived before it.
- */
-const STARTUP_REPLAY_MS = 15_000;
 
 export function connectFleetBus(opts: FleetBusOptions): Promise<ConnectedFleetBus> {
   const { url, log } = opts;
@@ -70,9 +48,8 @@ export function connectFleetBus(opts: FleetBusOptions): Promise<ConnectedFleetBu
   };
   const client: MqttClient = connect(url, options);
 
-  const handlers: Handler[] = [];
-  let early: Array<[string, FleetBoundKind, unknown]> | undefined = [];
-  const stats: FleetBusStats = { delivered: 0, invalid: 0, ignored: 0, handlerErrors: 0, reconnects: 0 };
+  const router = new DeviceMessageRouter(log);
+  const stats = router.stats;
   let everConnected = false;
   let attempts = 0;
   let outageLogged = false;
@@ -80,47 +57,7 @@ export function connectFleetBus(opts: FleetBusOptions): Promise<ConnectedFleetBu
   let closed = false;
   const pending = new Set<Pending>();
 
-  const dispatchTo = (handler: Handler, deviceId: string, kind: FleetBoundKind, payload: unknown): void => {
-    try {
-      const result: unknown = handler(deviceId, kind, payload);
-      if (result instanceof Promise) {
-        result.catch((err: unknown) => {
-          stats.handlerErrors++;
-          log.warn({ err, deviceId, kind }, 'device message handler failed');
-        });
-      }
-    } catch (err) {
-      stats.handlerErrors++;
-      log.warn({ err, deviceId, kind }, 'device message handler failed');
-    }
-  };
-  const dispatch = (deviceId: string, kind: FleetBoundKind, payload: unknown): void => {
-    for (const handler of handlers) dispatchTo(handler, deviceId, kind, payload);
-    stats.delivered++;
-  };
-
-  client.on('message', (topic, payload) => {
-    const parsed = parseDeviceTopic(topic);
-    if (!parsed || !FLEET_BOUND.has(parsed.kind) || payload.length === 0) {
-      stats.ignored++;
-      log.debug({ topic, bytes: payload.length }, 'ignored MQTT message');
-      return;
-    }
-    let value: unknown;
-    try {
-      value = JSON.parse(payload.toString('utf8'));
-    } catch {
-      stats.invalid++;
-      log.debug({ topic, bytes: payload.length }, 'dropped non-JSON device message');
-      return;
-    }
-    const kind = parsed.kind as FleetBoundKind;
-    if (early) {
-      if (early.length < EARLY_BUFFER_MAX) early.push([parsed.deviceId, kind, value]);
-      else if (handlers.length === 0) stats.ignored++;
-    }
-    if (handlers.length > 0) dispatch(parsed.deviceId, kind, value);
-  });
+  client.on('message', (topic, payload) => router.receive(topic, payload));
 
   // Exponential backoff: mqtt.js re-reads options.reconnectPeriod each time it schedules a retry,
   // and 'reconnect' fires at the start of every attempt.
@@ -203,9 +140,7 @@ export function connectFleetBus(opts: FleetBusOptions): Promise<ConnectedFleetBu
         });
       },
       onDeviceMessage(handler) {
-        if (handlers.length === 0) setTimeout(() => (early = undefined), STARTUP_REPLAY_MS).unref();
-        handlers.push(handler);
-        for (const [id, kind, value] of early ?? []) dispatchTo(handler, id, kind, value);
+        router.addHandler(handler);
       },
       get connected() {
         return client.connected;

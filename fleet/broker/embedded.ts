@@ -11,7 +11,9 @@ import { Aedes, type Client } from 'aedes';
 import { FLEET_SERVICE_IDENTITY } from '../../shared/fleet/topics.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { BrokerControl, DeviceDirectory } from '../types.ts';
+import type { ConnectedFleetBus } from './bus.ts';
 import { createBrokerHooks } from './hooks.ts';
+import { attachLocalBus } from './local-bus.ts';
 import { RefusalLog } from './refusals.ts';
 
 export interface EmbeddedBrokerOptions {
@@ -32,6 +34,8 @@ export interface BrokerStats {
 
 export interface EmbeddedBroker extends BrokerControl {
   port: number;
+  /** The fleet's bus on this broker, in-process (see ./local-bus.ts). */
+  bus: ConnectedFleetBus;
   stats(): BrokerStats;
 }
 
@@ -54,6 +58,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const hooks = createBrokerHooks({ directory: opts.directory, refusals, log });
   const { identityOf, ...handlers } = hooks;
   const aedes = await Aedes.createBroker({ ...AEDES_TUNING, ...handlers });
+  const bus = await attachLocalBus(aedes, log.child({ component: 'bus' }));
 
   // Live clients by verified identity, for disconnect(). A takeover (same identity reconnecting)
   // unregisters the old client before the new one is ready, so a check on delete suffices.
@@ -113,6 +118,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   let closing: Promise<void> | undefined;
   return {
     port,
+    bus,
     disconnect(deviceId: string): void {
       const client = live.get(deviceId);
       if (!client) return;
@@ -124,6 +130,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     stats: () => ({ connected: devicesConnected(), refusals: refusals.counts() }),
     close(): Promise<void> {
       closing ??= (async () => {
+        await bus.close();
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         await new Promise<void>((resolve) => aedes.close(() => resolve()));
         // Sockets that never finished TLS or CONNECT are not aedes clients yet.

@@ -90,7 +90,6 @@ work=${work:-$out/work}
 # for debugging on a workstation, not on the box.
 packages=(systemd systemd-sysv systemd-resolved systemd-timesyncd udev dbus kmod
   ca-certificates libstdc++6 iproute2 netbase e2fsprogs fdisk logrotate tzdata)
-((kernel)) && packages+=(linux-image-arm64 initramfs-tools)
 [[ -n $ssh_key ]] && packages+=(openssh-server)
 
 tools=(debootstrap qemu-aarch64-static update-binfmts systemctl systemd-sysusers tar zstd sha256sum)
@@ -101,7 +100,7 @@ for t in "${tools[@]}"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); d
 if ((dry_run)); then
   echo "plan:"
   echo "  debootstrap --arch=arm64 --variant=minbase $suite from $mirror"
-  echo "  packages: ${packages[*]}"
+  echo "  packages: ${packages[*]}$( ((kernel)) && echo ' + linux-image-arm64 initramfs-tools zstd (apt in the chroot)')"
   echo "  app: ${bundle:+bundle $bundle (keys: ${pubkeys[*]})}${staged:+staged dir $staged} -> /opt/mbox/slots/a"
   echo "  outputs in $out: rootfs tarball$( ((image)) && echo ', raw disk image'), SHA256SUMS"
   echo "  work dir: $work$( ((reuse_base)) && echo ' (reusing base)')"
@@ -134,12 +133,16 @@ started=$(date +%s)
 . "$HERE/lib/configure.sh"
 # shellcheck source=lib/pack.sh
 . "$HERE/lib/pack.sh"
+# shellcheck source=lib/kernel.sh
+. "$HERE/lib/kernel.sh"
+trap umount_chroot EXIT
 
 ensure_binfmt
 build_base
 log "copying the base into $rootfs"
 rm -rf "$rootfs"
 cp -a "$work/base" "$rootfs"
+install_kernel
 install_app
 configure_rootfs
 clean_rootfs

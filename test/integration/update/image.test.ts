@@ -154,7 +154,7 @@ describe('systemd units', () => {
 
 describe('shell scripts', () => {
   const posix = ['launcher/mbox-launch', 'launcher/mbox', 'systemd/mbox-firstboot', 'systemd/mbox-growdata'];
-  const bash = ['rootfs/build.sh', 'rootfs/smoke.sh', 'rootfs/stage-dev.sh', 'rootfs/boot-check.sh', 'rootfs/lib/base.sh', 'rootfs/lib/app.sh', 'rootfs/lib/configure.sh', 'rootfs/lib/pack.sh'];
+  const bash = ['rootfs/build.sh', 'rootfs/smoke.sh', 'rootfs/stage-dev.sh', 'rootfs/boot-check.sh', 'rootfs/lib/base.sh', 'rootfs/lib/app.sh', 'rootfs/lib/configure.sh', 'rootfs/lib/pack.sh', 'rootfs/lib/kernel.sh'];
 
   it('parse (the box-side ones as POSIX sh under dash)', () => {
     for (const f of posix) expect(run(has('dash') ? 'dash' : 'sh', ['-n', join(IB, f)]).stderr, f).toBe('');

@@ -16,6 +16,7 @@ import { DiskGuard } from './store/disk-guard.ts';
 import { Quarantine } from './store/quarantine.ts';
 import { recoverOrphans } from './store/recovery.ts';
 import { Store } from './store/store.ts';
+import { startWatchdog, watchdogSettings, type RunningWatchdog } from './watchdog.ts';
 
 export interface RunningAppliance {
   /** The DICOM port bound at start (runtime.dicomPort follows later changes). */
@@ -26,12 +27,16 @@ export interface RunningAppliance {
   /** Present when config.fleetUrl is set. */
   agent: RunningAgent | undefined;
   updates: Updater;
+  /** Present when systemd watches the service (WatchdogSec in mbox.service). */
+  watchdog: RunningWatchdog | undefined;
   stop(): Promise<void>;
 }
 
 export interface ApplianceOptions {
   agent?: AgentOptions;
   updates?: UpdaterOptions;
+  /** Where systemd's NOTIFY_SOCKET / WATCHDOG_USEC are read (default: process.env). */
+  env?: NodeJS.ProcessEnv;
   /**
    * How the box ends itself for a slot switch or a rollback; by default it stops and exits with
    * UPDATE_RESTART_EXIT_CODE so systemd (Restart=always) runs the launcher again.
@@ -68,7 +73,23 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, opts:
     fleetSeen: () => box.agent?.status().connectedAt != null,
     fleetConfigured: Boolean(config.fleetUrl),
   });
+  const watchdog = watchdogSettings(opts.env ?? process.env);
+  if (watchdog) {
+    box.watchdog = startWatchdog({
+      settings: watchdog,
+      check: () => box.store.listStudies(1).then(() => undefined),
+      status: () => serviceStatus(box),
+      log: log.child({ component: 'watchdog' }),
+    });
+  }
   return running;
+}
+
+function serviceStatus(box: RunningAppliance): string {
+  const { runtime, agent } = box;
+  const dicom = runtime.dicomListening ? `DICOM ${runtime.config.aeTitle} on :${runtime.dicomPort}` : 'DICOM not listening';
+  const fleet = agent ? (agent.status().connected ? 'fleet connected' : `fleet ${agent.status().link}`) : 'no fleet';
+  return `${dicom}; ${fleet}`;
 }
 
 async function startCore(config: ApplianceConfig, log: Logger, opts: ApplianceOptions, dataDir: string, updates: Updater): Promise<RunningAppliance> {
@@ -136,7 +157,7 @@ async function startCore(config: ApplianceConfig, log: Logger, opts: ApplianceOp
   );
 
   let stopped = false;
-  return {
+  const box: RunningAppliance = {
     dicomPort,
     httpPort,
     store,
@@ -145,9 +166,11 @@ async function startCore(config: ApplianceConfig, log: Logger, opts: ApplianceOp
       return agent;
     },
     updates,
+    watchdog: undefined,
     async stop() {
       if (stopped) return;
       stopped = true;
+      await box.watchdog?.stop();
       await updates.stop();
       await agent?.stop();
       await runtime.stop();
@@ -157,4 +180,5 @@ async function startCore(config: ApplianceConfig, log: Logger, opts: ApplianceOp
       log.info('appliance stopped');
     },
   };
+  return box;
 }

@@ -6,10 +6,12 @@ import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import Fastify, { LogController } from 'fastify';
 import type { FleetConfig } from '../shared/config/fleet.ts';
+import { ConfigError } from '../shared/config/load.ts';
 import type { Logger } from '../shared/log.ts';
 import { FileAuditLog } from './api/audit.ts';
 import { fleetApi, fleetOpenApi } from './api/plugin.ts';
 import { connectFleetBus } from './broker/bus.ts';
+import { startCrlFile, type CrlFile } from './broker/crl-file.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded.ts';
 import { DeviceRegistry } from './devices/registry.ts';
 import { DeviceService } from './devices/service.ts';
@@ -43,6 +45,7 @@ export interface RunningFleet {
 const displayHost = (host: string): string => (host === '0.0.0.0' || host === '::' ? '127.0.0.1' : isIP(host) === 6 ? `[${host}]` : host);
 
 export async function startFleet(config: FleetConfig, log: Logger): Promise<RunningFleet> {
+  if (config.brokerCrlFile && !config.broker) throw new ConfigError('brokerCrlFile is for an external broker (--broker mqtts://…); the embedded broker checks the registry itself');
   const dataDir = resolve(config.dataDir);
   await mkdir(dataDir, { recursive: true });
   const pki = await openPki(resolve(dataDir, 'ca'), log.child({ component: 'pki' }));
@@ -54,11 +57,23 @@ export async function startFleet(config: FleetConfig, log: Logger): Promise<Runn
   const registry = await DeviceRegistry.open(resolve(dataDir, 'devices'), log.child({ component: 'registry' }));
 
   let broker: EmbeddedBroker | undefined;
+  let crlFile: CrlFile | undefined;
   let brokerUrl: string;
   let brokerCa = pki.caCertPem;
   if (config.broker) {
     brokerUrl = config.broker;
     if (config.brokerCa) brokerCa = await readFile(config.brokerCa, 'utf8');
+    if (config.brokerCrlFile) {
+      crlFile = await startCrlFile({
+        path: resolve(config.brokerCrlFile),
+        ...(config.brokerCrlReload ? { reloadCommand: config.brokerCrlReload } : {}),
+        pki,
+        source: registry,
+        log: log.child({ component: 'broker-crl' }),
+      });
+    } else {
+      log.warn('external broker without brokerCrlFile: revoked and replaced box certificates can still connect to it (the fleet ignores what they send)');
+    }
   } else {
     const mqttHost = config.mqttHost ?? config.httpHost;
     broker = await startEmbeddedBroker({
@@ -127,6 +142,7 @@ export async function startFleet(config: FleetConfig, log: Logger): Promise<Runn
       await devices.stop();
       await bus.close();
       await broker?.close();
+      await crlFile?.close();
       await registry.close();
       log.info('fleet stopped');
     },

@@ -14,6 +14,18 @@ export interface FleetPki {
   serverCredentials(hosts: string[]): Promise<{ certPem: string; keyPem: string }>;
   /** Client certificate for the fleet's own MQTT connection (CN = FLEET_SERVICE_IDENTITY). */
   serviceCredentials(): Promise<{ certPem: string; keyPem: string }>;
+  /** A CRL (PEM) over these serials, for an external broker that cannot ask the registry. */
+  signCrl(entries: RevokedSerial[], now?: Date): Promise<string>;
+}
+
+/** A device certificate that must no longer connect. */
+export interface RevokedSerial {
+  serial: string;
+  revokedAt: string;
+  /** `revoked`: the device was; `superseded`: a renewal replaced the certificate. */
+  reason: 'revoked' | 'superseded';
+  /** After this the certificate is expired anyway and the entry can leave the list. */
+  notAfter: string;
 }
 
 export interface IssuedCertificate {
@@ -39,6 +51,18 @@ export interface DeviceIdentityRecord {
   certSerial: string;
   certNotAfter: string;
   revokedAt: string | null;
+  /**
+   * Earlier certificates of this id (replaced by a renewal, or left by a re-enrolment), kept until
+   * they expire so an external broker's CRL can list them. Absent in records from before it existed.
+   */
+  retiredCerts?: RetiredCert[];
+}
+
+export interface RetiredCert {
+  serial: string;
+  notAfter: string;
+  retiredAt: string;
+  reason: RevokedSerial['reason'];
 }
 
 /** What enrolment and the broker need from the device registry. */

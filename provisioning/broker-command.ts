@@ -14,7 +14,10 @@ export const BROKER_USAGE = `usage: mbox broker-config --out <dir> [--data-dir <
   fleet (certificate from the fleet CA; boxes are identified by their certificate CN). Started as
   root, mosquitto switches to --run-as (default: mosquitto), which must be able to read <dir>. Then:
     mosquitto -c <dir>/mosquitto.conf
-    mbox fleet --data-dir <fleet dir> --broker mqtts://<public host>:<port>`;
+    mbox fleet --data-dir <fleet dir> --broker mqtts://<public host>:<port> \\
+      --broker-crl-file <dir>/crl.pem --broker-crl-reload 'systemctl reload mosquitto'
+  The fleet keeps crl.pem listing revoked and replaced box certificates; mosquitto re-reads it on
+  reload (SIGHUP).`;
 
 export async function brokerConfigCommand(argv: string[]): Promise<void> {
   const flags = parseFlags(argv, { values: ['data-dir', 'out', 'host', 'port', 'run-as'], lists: ['public-host'] }, BROKER_USAGE);
@@ -27,9 +30,16 @@ export async function brokerConfigCommand(argv: string[]): Promise<void> {
   const hosts = (flags.lists.get('public-host') ?? []).concat(host === '0.0.0.0' || host === '::' ? [] : [host]);
   const pki = await openPki(resolve(fleetDataDir(flags), 'ca'), createLogger('warn'));
   const server = await pki.serverCredentials(hosts);
-  const { confPath } = await writeMosquittoConfig({ dir: resolve(out), host, port, caPem: pki.caCertPem, serverCertPem: server.certPem, serverKeyPem: server.keyPem,
+  // An empty CRL to start with: the fleet rewrites it (--broker-crl-file) as boxes are revoked or renewed.
+  const crlPem = await pki.signCrl([]);
+  const { confPath } = await writeMosquittoConfig({ dir: resolve(out), host, port, caPem: pki.caCertPem, serverCertPem: server.certPem, serverKeyPem: server.keyPem, crlPem,
     ...(flags.values.get('run-as') ? { runAsUser: flags.values.get('run-as')! } : {}),
   });
-  process.stderr.write(`mosquitto config for this fleet written (CA pin ${pki.caPin})\n  mosquitto -c ${confPath}\n`);
+  const crlPath = resolve(out, 'crl.pem');
+  process.stderr.write(
+    `mosquitto config for this fleet written (CA pin ${pki.caPin})\n  mosquitto -c ${confPath}\n` +
+      `  mbox fleet --broker mqtts://<host>:${port} --broker-crl-file ${crlPath} --broker-crl-reload 'systemctl reload mosquitto'\n` +
+      `  (the fleet needs write access to ${resolve(out)} to replace the CRL)\n`,
+  );
   process.stdout.write(`${confPath}\n`);
 }

@@ -4,11 +4,12 @@
 import type { StatsRow, TelemetryPoint } from '../../shared/fleet/api.ts';
 import type { DesiredConfig, ReportedConfig, StatusMessage, Telemetry } from '../../shared/fleet/messages.ts';
 import type { Logger } from '../../shared/log.ts';
-import type { DeviceDirectory, DeviceIdentityRecord } from '../types.ts';
+import type { DeviceDirectory, DeviceIdentityRecord, RevokedSerial } from '../types.ts';
 import { CommandLog } from './command-log.ts';
 import { DailyStats, type StoredDay } from './daily.ts';
 import { HistoryRing, pointOf } from './history.ts';
 import { clinicOf, matches, MAX_EVENTS, newState, normalSerial, type DeviceEvent, type DeviceFilter, type DeviceState, type PersistedStatus } from './state.ts';
+import { retire, revokedSerialsOf } from './revocations.ts';
 import { RegistryDb } from './store.ts';
 
 /** How often hot data is written (one batch). */
@@ -33,6 +34,7 @@ export class DeviceRegistry implements DeviceDirectory {
   private readonly devices = new Map<string, DeviceState>();
   private readonly daily = new DailyStats();
   private timer: NodeJS.Timeout | undefined;
+  private readonly certListeners: Array<() => void> = [];
   readonly commands: CommandLog;
 
   private constructor(db: RegistryDb, log: Logger) {
@@ -108,17 +110,38 @@ export class DeviceRegistry implements DeviceDirectory {
   }
 
   async register(record: Omit<DeviceIdentityRecord, 'tags' | 'revokedAt'>): Promise<void> {
+    const previous = this.devices.get(record.id)?.identity;
     const identity: DeviceIdentityRecord = { ...record, tags: [], revokedAt: null };
+    if (previous) identity.retiredCerts = retire(previous, 'superseded', Date.now());
     await this.db.write([{ table: 'identity', key: identity.id, value: identity }]);
     const s = this.devices.get(identity.id);
     if (s) s.identity = identity;
     else this.devices.set(identity.id, newState(identity));
     this.addEvent(identity.id, 'enrolled', `group ${identity.group}, token ${identity.enrolToken}`);
+    if (previous) this.certificatesChanged();
   }
 
   async renewed(id: string, serial: string, notAfter: string): Promise<void> {
-    await this.saveIdentity(id, { certSerial: serial, certNotAfter: notAfter });
+    const retiredCerts = retire(this.mustGet(id).identity, 'superseded', Date.now());
+    await this.saveIdentity(id, { certSerial: serial, certNotAfter: notAfter, retiredCerts });
     this.addEvent(id, 'renewed', `certificate ${serial} valid until ${notAfter}`);
+    this.certificatesChanged();
+  }
+
+  /** Every certificate that must not connect (see ./revocations.ts), for an external broker's CRL. */
+  revokedSerials(nowMs = Date.now()): RevokedSerial[] {
+    const out: RevokedSerial[] = [];
+    for (const s of this.devices.values()) out.push(...revokedSerialsOf(s.identity, nowMs));
+    return out;
+  }
+
+  /** Called after a revocation, renewal or re-enrolment changed revokedSerials(). */
+  onCertificatesChanged(listener: () => void): void {
+    this.certListeners.push(listener);
+  }
+
+  private certificatesChanged(): void {
+    for (const l of this.certListeners) l();
   }
 
   // --- Reads -----------------------------------------------------------------------------------
@@ -166,6 +189,7 @@ export class DeviceRegistry implements DeviceDirectory {
     if (this.isRevoked(id)) return false;
     await this.saveIdentity(id, { revokedAt: new Date(nowMs).toISOString() });
     this.addEvent(id, 'revoked', `by ${by}`);
+    this.certificatesChanged();
     return true;
   }
 

@@ -8,8 +8,9 @@ import type { Logger } from '../../shared/log.ts';
 import { FLEET_SERVICE_IDENTITY } from '../../shared/fleet/topics.ts';
 import { writeFileDurable } from '../../shared/crypto/durable-file.ts';
 import { spkiDer, x509 } from '../../shared/crypto/x509.ts';
-import type { FleetPki, IssuedCertificate } from '../types.ts';
+import type { FleetPki, IssuedCertificate, RevokedSerial } from '../types.ts';
 import { initCa, loadCa, type LoadedCa } from './ca.ts';
+import { signCrl } from './crl.ts';
 import { issueCertificate, issueDeviceCertificate } from './issue.ts';
 
 const DAY_MS = 86_400_000;
@@ -70,6 +71,10 @@ class Pki implements OpenedPki {
 
   issueDeviceCertificate(csrPem: string, deviceId: string, validityDays: number): Promise<IssuedCertificate> {
     return issueDeviceCertificate(this.ca, csrPem, deviceId, validityDays);
+  }
+
+  signCrl(entries: RevokedSerial[], now?: Date): Promise<string> {
+    return signCrl(this.ca, entries, now);
   }
 
   serverCredentials(hosts: string[]): Promise<CachedCredentials> {

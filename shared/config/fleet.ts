@@ -18,6 +18,10 @@ export const FleetConfigSchema = Type.Object(
     mqttHost: Type.Optional(Type.String({ description: 'embedded broker bind address (default: httpHost)' })),
     mqttPort: Type.Integer({ minimum: 0, maximum: 65535, default: 8883 }),
     broker: Type.Optional(Type.String({ pattern: '^mqtts://', description: 'use this external broker (e.g. mosquitto) instead of the embedded one' })),
+    brokerCrlFile: Type.Optional(
+      Type.String({ minLength: 1, description: 'with --broker: keep this CRL file (the broker\'s crlfile) listing revoked and replaced box certificates' }),
+    ),
+    brokerCrlReload: Type.Optional(Type.String({ minLength: 1, description: 'shell command run after each CRL write, e.g. "systemctl reload mosquitto"' })),
     brokerCa: Type.Optional(Type.String({ description: 'PEM CA bundle for the external broker (default: the fleet CA)' })),
     publicMqttUrl: Type.Optional(Type.String({ pattern: '^mqtts://', description: 'broker URL handed to boxes at enrolment (default: derived)' })),
     adminToken: Type.Optional(Type.String({ minLength: 16, description: 'first admin API token (MBOX_ADMIN_TOKEN)' })),

@@ -2,10 +2,12 @@
 // Debian mosquitto), real boxes that enrol with one-time tokens and talk MQTT over mutual TLS,
 // dcmtk as the DICOM peer that proves a pushed config took effect.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { openPki } from '../../fleet/pki/pki.ts';
+import { x509 } from '../../shared/crypto/x509.ts';
 import type { AuditEntry, CommandRecord, DeviceDetail, DeviceSummary } from '../../shared/fleet/api.ts';
 import { createLogger } from '../../shared/log.ts';
 import { startBox, type TestBox } from '../helpers/box.ts';
@@ -197,8 +199,9 @@ describe('fleet with an external mosquitto broker', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'mbox-fleet-'));
     const pki = await openPki(join(dataDir, 'ca'), createLogger('silent'));
     const server = await pki.serverCredentials([]);
-    mosquitto = await startMosquitto({ caPem: pki.caCertPem, serverCertPem: server.certPem, serverKeyPem: server.keyPem });
-    fleet = await startTestFleet(['--broker', mosquitto.url], dataDir);
+    // As `mbox broker-config` sets it up: an empty CRL that the fleet then keeps current.
+    mosquitto = await startMosquitto({ caPem: pki.caCertPem, serverCertPem: server.certPem, serverKeyPem: server.keyPem, crlPem: await pki.signCrl([]) });
+    fleet = await startTestFleet(['--broker', mosquitto.url, '--broker-crl-file', join(mosquitto.dir, 'crl.pem'), '--broker-crl-reload', `kill -HUP ${mosquitto.pid}`], dataDir);
     box = await enrolBox(fleet, await mintToken(fleet));
   }, 60_000);
 
@@ -220,12 +223,67 @@ describe('fleet with an external mosquitto broker', () => {
     expect((await fleet.api.get<DeviceDetail>(`/api/devices/${id}`)).body.reported?.status).toBe('applied');
   }, 60_000);
 
+  it('keeps a revoked box out of mosquitto through the CRL the fleet writes for it', async () => {
+    const revoked = await enrolBox(fleet, await mintToken(fleet));
+    try {
+      const revokedId = await waitOnline(fleet, revoked);
+      const crlSerials = () => new x509.X509Crl(readFileSync(join(mosquitto.dir, 'crl.pem'), 'utf8')).entries.map((e) => e.serialNumber.toLowerCase());
+      expect(crlSerials()).toEqual([]);
+      const serial = (await fleet.api.get<DeviceDetail>(`/api/devices/${revokedId}`)).body.certSerial.toLowerCase();
+      expect((await fleet.api.post(`/api/devices/${revokedId}/revoke`)).status).toBe(200);
+      await waitUntil(async () => crlSerials().includes(serial), 10_000, 'the CRL lists the revoked certificate');
+      // The reload (SIGHUP) is asynchronous in mosquitto: the handshake is refused once it took effect.
+      await waitUntil(async () => (await handshake(mosquitto.port, revoked.dataDir)) !== 'ok', 10_000, 'mosquitto refuses the revoked certificate');
+      expect(await handshake(mosquitto.port, revoked.dataDir)).toMatch(/revoked|alert|certificate/i);
+      // The box that was not revoked still gets in.
+      expect(await handshake(mosquitto.port, box.dataDir)).toBe('ok');
+      // And the revoked box itself, restarted, stays out.
+      await revoked.stop();
+      const again = await startBox(['--fleet-url', fleet.baseUrl, '--telemetry-interval-ms', '1000'], revoked.dataDir);
+      try {
+        await new Promise((r) => setTimeout(r, 3000));
+        expect((await agent(again)).connected).toBe(false);
+        expect((await fleet.api.get<DeviceDetail>(`/api/devices/${revokedId}`)).body).toMatchObject({ revoked: true, online: false });
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      await revoked.stop();
+      rmSync(revoked.dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   it('shows the box offline once it stops', async () => {
     const id = (await agent(box)).deviceId!;
     await box.stop();
     await waitUntil(async () => (await fleet.api.get<DeviceSummary[]>('/api/devices')).body.some((d) => d.id === id && !d.online), 15_000, 'offline seen');
   }, 30_000);
 });
+
+/** A TLS 1.2 handshake with a box's own key and certificate: 'ok', or why the broker refused it. */
+function handshake(port: number, boxDataDir: string): Promise<string> {
+  const dir = join(boxDataDir, 'agent');
+  return new Promise((resolve) => {
+    const sock = tlsConnect({
+      host: '127.0.0.1',
+      port,
+      key: readFileSync(join(dir, 'device.key')),
+      cert: readFileSync(join(dir, 'device.crt')),
+      ca: readFileSync(join(dir, 'ca.crt')),
+      maxVersion: 'TLSv1.2',
+      servername: 'localhost',
+    });
+    sock.once('secureConnect', () => {
+      sock.destroy();
+      resolve('ok');
+    });
+    sock.once('error', (err) => resolve(err.message));
+    sock.setTimeout(5000, () => {
+      sock.destroy();
+      resolve('timeout');
+    });
+  });
+}
 
 describe('fleet API documentation', () => {
   it('publishes one OpenAPI document covering the device API, enrolment and the receiver', async () => {

@@ -43,12 +43,12 @@ export interface BoxProcess {
 }
 
 /** Runs `scripts/mbox appliance` as a child process and waits until /healthz answers. */
-export async function spawnBox(dataDir: string, flags: string[] = []): Promise<BoxProcess> {
+export async function spawnBox(dataDir: string, flags: string[] = [], env: NodeJS.ProcessEnv = process.env): Promise<BoxProcess> {
   const [dicomPort, httpPort] = [await freePort(), await freePort()];
   const child = spawn(
     join(ROOT, 'scripts/mbox'),
     ['appliance', '--data-dir', dataDir, '--dicom-port', String(dicomPort), '--http-port', String(httpPort), '--dicom-host', '127.0.0.1', '--log-level', 'warn', '--disk-min-free-bytes', '0', ...flags],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    { stdio: ['ignore', 'ignore', 'pipe'], env },
   );
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));

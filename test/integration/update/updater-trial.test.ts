@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HealthProbe } from '../../../appliance/agent/update/health.ts';
+import type { Migration } from '../../../appliance/agent/update/schema.ts';
 import { Updater } from '../../../appliance/agent/update/updater.ts';
 import { ApplianceConfigSchema } from '../../../shared/config/appliance.ts';
 import { loadConfig } from '../../../shared/config/load.ts';
@@ -42,15 +43,21 @@ function trialRoot(opts: { oldSlotRunnable?: boolean } = {}): { root: string; da
   return { root, dataDir };
 }
 
-async function open(root: string, dataDir: string, restarts: string[], linkUp = true): Promise<{ u: Updater; sent: UpdateStatus[] }> {
+interface OpenAs {
+  slot?: 'a' | 'b';
+  version?: string;
+  migrations?: { list: readonly Migration[]; base: number; target: number };
+}
+
+async function open(root: string, dataDir: string, restarts: string[], linkUp = true, as: OpenAs = {}): Promise<{ u: Updater; sent: UpdateStatus[] }> {
   const config = loadConfig(ApplianceConfigSchema, { argv: ['--data-dir', dataDir, '--update-health-window-ms', '1000', '--update-root', root] });
   const u = await Updater.prepare({
     config,
     dataDir,
     log: createLogger('silent'),
-    runningVersion: '1.1.0',
+    runningVersion: as.version ?? '1.1.0',
     restart: async (why) => void restarts.push(why),
-    options: { context: { updatable: true, root, slot: 'b' }, progressIntervalMs: 0 },
+    options: { context: { updatable: true, root, slot: as.slot ?? 'b' }, progressIntervalMs: 0, ...(as.migrations ? { migrations: as.migrations } : {}) },
   });
   updaters.push(u);
   const sent: UpdateStatus[] = [];
@@ -124,5 +131,36 @@ describe('the updater on a trial', () => {
     expect(restarts).toEqual([]);
     expect(readFileSync(join(root, 'boot/pending'), 'utf8')).toBe('b 1.1.0 1\n');
     expect(existsSync(join(root, 'boot/rolled-back'))).toBe(false);
+  });
+
+  it('rolls back a release whose data migration fails: data untouched, old slot reports why and refuses it', async () => {
+    const { root, dataDir } = trialRoot();
+    writeFileSync(join(dataDir, 'index.json'), '{"v":1}');
+    const breaking: Migration = {
+      to: 2,
+      description: 'split the study index',
+      touches: ['index.json'],
+      up: async (dir) => {
+        writeFileSync(join(dir, 'index.json'), '{"v":2,"half":');
+        throw new Error('no space left on device');
+      },
+    };
+    const restarts: string[] = [];
+    await expect(open(root, dataDir, restarts, true, { migrations: { list: [breaking], base: 1, target: 2 } })).rejects.toThrow(
+      /data migration to schema 2 \(split the study index\) failed: no space left on device/,
+    );
+    // Undone, and the slot switched back before the process ends (systemd then starts slot a).
+    expect(readFileSync(join(dataDir, 'index.json'), 'utf8')).toBe('{"v":1}');
+    expect(readlinkSync(join(root, 'current'))).toBe('slots/a');
+    expect(existsSync(join(root, 'boot/pending'))).toBe(false);
+    expect(readFileSync(join(root, 'boot/rolled-back'), 'utf8')).toMatch(/^1\.1\.0 .*no space left on device\n$/);
+
+    // The old release starts: it tells the fleet, and remembers the release as failed on this box.
+    const { u, sent } = await open(root, dataDir, restarts, true, { slot: 'a', version: '1.0.0' });
+    await waitUntil(async () => sent.some((m) => m.phase === 'rolled-back'), 5000, 'rolled-back reported');
+    expect(sent.find((m) => m.phase === 'rolled-back')).toMatchObject({ rolloutId: 'ro-1', version: '1.1.0', reason: expect.stringMatching(/no space left on device/) });
+    expect(u.info().failed.map((f) => f.version)).toEqual(['1.1.0']);
+    expect(readFileSync(join(dataDir, 'index.json'), 'utf8')).toBe('{"v":1}');
+    expect(restarts).toEqual([]);
   });
 });

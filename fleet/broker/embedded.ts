@@ -8,6 +8,7 @@ import type { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { createServer, type TLSSocket } from 'node:tls';
 import { Aedes, type Client } from 'aedes';
+import memoryPersistenceModule from 'aedes-persistence';
 import { FLEET_SERVICE_IDENTITY } from '../../shared/fleet/topics.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { BrokerControl, DeviceDirectory } from '../types.ts';
@@ -15,6 +16,7 @@ import type { ConnectedFleetBus } from './bus.ts';
 import { createBrokerHooks } from './hooks.ts';
 import { attachLocalBus } from './local-bus.ts';
 import { RefusalLog } from './refusals.ts';
+import { withRetainedIndex } from './retained.ts';
 
 export interface EmbeddedBrokerOptions {
   host: string;
@@ -51,13 +53,15 @@ const AEDES_TUNING = {
   concurrency: 1000,
 } as const;
 const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+// CommonJS whose types declare an ESM default: at run time the default import is the factory itself.
+const memoryPersistence = memoryPersistenceModule as unknown as typeof memoryPersistenceModule.default;
 
 export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
   const { log } = opts;
   const refusals = new RefusalLog(log);
   const hooks = createBrokerHooks({ directory: opts.directory, refusals, log });
   const { identityOf, ...handlers } = hooks;
-  const aedes = await Aedes.createBroker({ ...AEDES_TUNING, ...handlers });
+  const aedes = await Aedes.createBroker({ ...AEDES_TUNING, ...handlers, persistence: withRetainedIndex(memoryPersistence()) });
   const bus = await attachLocalBus(aedes, log.child({ component: 'bus' }));
 
   // Live clients by verified identity, for disconnect(). A takeover (same identity reconnecting)

@@ -16,7 +16,7 @@ import { DiskGuard } from './store/disk-guard.ts';
 import { Quarantine } from './store/quarantine.ts';
 import { recoverOrphans } from './store/recovery.ts';
 import { Store } from './store/store.ts';
-import { startWatchdog, watchdogSettings, type RunningWatchdog } from './watchdog.ts';
+import { notifySettings, startWatchdog, type RunningWatchdog } from './watchdog.ts';
 
 export interface RunningAppliance {
   /** The DICOM port bound at start (runtime.dicomPort follows later changes). */
@@ -27,7 +27,7 @@ export interface RunningAppliance {
   /** Present when config.fleetUrl is set. */
   agent: RunningAgent | undefined;
   updates: Updater;
-  /** Present when systemd watches the service (WatchdogSec in mbox.service). */
+  /** Present when systemd runs the service (Type=notify, WatchdogSec in mbox.service). */
   watchdog: RunningWatchdog | undefined;
   stop(): Promise<void>;
 }
@@ -73,10 +73,10 @@ export async function startAppliance(config: ApplianceConfig, log: Logger, opts:
     fleetSeen: () => box.agent?.status().connectedAt != null,
     fleetConfigured: Boolean(config.fleetUrl),
   });
-  const watchdog = watchdogSettings(opts.env ?? process.env);
-  if (watchdog) {
+  const systemd = notifySettings(opts.env ?? process.env);
+  if (systemd) {
     box.watchdog = startWatchdog({
-      settings: watchdog,
+      settings: systemd,
       check: () => box.store.listStudies(1).then(() => undefined),
       status: () => serviceStatus(box),
       log: log.child({ component: 'watchdog' }),

@@ -1,6 +1,7 @@
-// systemd's service watchdog (mbox.service: WatchdogSec=60s, NotifyAccess=all). systemd kills and
-// restarts a service that stops sending WATCHDOG=1, so a box whose event loop or store is wedged
-// comes back by itself instead of sitting silent until someone visits the clinic.
+// The box's side of systemd's service protocol (mbox.service: Type=notify, WatchdogSec=60s,
+// NotifyAccess=all): READY=1 once it serves, then WATCHDOG=1 while it works. systemd kills and
+// restarts a service that stops pinging, so a box whose event loop or store is wedged comes back by
+// itself instead of sitting silent until someone visits the clinic.
 //
 // Node's dgram speaks UDP only, not AF_UNIX datagrams, so the messages go through systemd's own
 // `systemd-notify` helper (hence NotifyAccess=all). It runs only when the check passed: a ping
@@ -8,21 +9,25 @@
 import { execFile } from 'node:child_process';
 import type { Logger } from '../shared/log.ts';
 
-export interface WatchdogSettings {
-  /** Between pings: a quarter of WATCHDOG_USEC, so one slow helper or check never trips it. */
-  intervalMs: number;
+export interface NotifySettings {
+  /**
+   * Between watchdog pings — a quarter of WATCHDOG_USEC, so one slow helper or check never trips
+   * it — or null when systemd set no watchdog for this process.
+   */
+  watchdogIntervalMs: number | null;
 }
 
 /**
- * Whether systemd watches this process: NOTIFY_SOCKET and WATCHDOG_USEC set, and WATCHDOG_PID (when
- * present) naming us — the launcher execs Node, so the unit's main PID is this process.
+ * Whether systemd listens (NOTIFY_SOCKET: the unit is Type=notify and waits for READY=1), and
+ * whether it watches this process: WATCHDOG_USEC set and WATCHDOG_PID, when present, naming us —
+ * the launcher execs Node, so the unit's main PID is this process.
  */
-export function watchdogSettings(env: NodeJS.ProcessEnv, pid = process.pid): WatchdogSettings | undefined {
+export function notifySettings(env: NodeJS.ProcessEnv, pid = process.pid): NotifySettings | undefined {
   if (!env.NOTIFY_SOCKET) return undefined;
   const usec = Number(env.WATCHDOG_USEC);
-  if (!Number.isSafeInteger(usec) || usec <= 0) return undefined;
-  if (env.WATCHDOG_PID !== undefined && Number(env.WATCHDOG_PID) !== pid) return undefined;
-  return { intervalMs: Math.max(50, Math.floor(usec / 4000)) };
+  const ours = env.WATCHDOG_PID === undefined || Number(env.WATCHDOG_PID) === pid;
+  const watchdogIntervalMs = Number.isSafeInteger(usec) && usec > 0 && ours ? Math.max(50, Math.floor(usec / 4000)) : null;
+  return { watchdogIntervalMs };
 }
 
 export type Notify = (fields: string[]) => Promise<void>;
@@ -36,7 +41,7 @@ export const systemdNotify: Notify = (fields) =>
   });
 
 export interface WatchdogOptions {
-  settings: WatchdogSettings;
+  settings: NotifySettings;
   /** Resolves when the box is working (the store answers); a rejection or a hang skips the ping. */
   check: () => Promise<void>;
   /** One line for `systemctl status mbox`. */
@@ -65,9 +70,10 @@ export function startWatchdog(opts: WatchdogOptions): RunningWatchdog {
     lastProblem = text;
   };
 
-  const tick = async (): Promise<void> => {
+  const intervalMs = settings.watchdogIntervalMs;
+  const tick = async (ms: number): Promise<void> => {
     try {
-      await withTimeout(opts.check(), settings.intervalMs, 'the health check did not answer');
+      await withTimeout(opts.check(), ms, 'the health check did not answer');
     } catch (err) {
       problem('check failed, no ping (systemd restarts the box if this lasts)', err);
       return;
@@ -82,14 +88,14 @@ export function startWatchdog(opts: WatchdogOptions): RunningWatchdog {
     }
   };
   const schedule = (): void => {
-    if (stopped) return;
-    timer = setTimeout(() => void tick().finally(schedule), settings.intervalMs);
+    if (stopped || intervalMs === null) return;
+    timer = setTimeout(() => void tick(intervalMs).finally(schedule), intervalMs);
   };
 
-  // READY=1 lets the unit become Type=notify without a code change; Type=simple ignores it.
+  // mbox.service is Type=notify: this ends the start, and systemd arms the watchdog from here.
   notify(['READY=1', `STATUS=${opts.status()}`]).catch((err: unknown) => problem('ready notification failed', err));
   schedule();
-  log.info({ intervalMs: settings.intervalMs }, 'systemd watchdog armed');
+  log.info({ watchdogIntervalMs: intervalMs }, intervalMs === null ? 'told systemd the box is ready (no watchdog)' : 'told systemd the box is ready; watchdog armed');
 
   return {
     get pings() {

@@ -37,7 +37,8 @@ truncate -s "+${grow}M" "$img"
 start=$(sfdisk -d "$img" | awk -F'[=,]' '/name="mbox-boot"/ { gsub(/ /, "", $2); print $2 }')
 dd if="$img" of="$tmp/boot.img" bs=512 skip="$start" count=524288 status=none
 mcopy -i "$tmp/boot.img" ::/vmlinuz ::/initrd.img ::/cmdline.txt "$tmp/" || die "no kernel on the boot partition (build with --kernel)"
-cmdline="$(cat "$tmp/cmdline.txt") systemd.journald.forward_to_console=1"
+# The serial port last, so it is /dev/console and the journal (the app's log) reaches serial.log.
+cmdline="$(sed -E 's/(^| )console=[^ ]*//g' "$tmp/cmdline.txt") console=tty1 console=ttyAMA0 systemd.journald.forward_to_console=1"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 serial=$tmp/serial.log

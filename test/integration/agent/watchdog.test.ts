@@ -20,7 +20,16 @@ afterEach(async () => {
   box = sock = undefined;
 });
 
-describe('systemd watchdog', () => {
+describe('systemd notify and watchdog', () => {
+  it('a box under a unit without a watchdog still says READY, and never pings', async () => {
+    sock = await listenNotifySocket();
+    const s = sock;
+    box = await spawnBox(mkdtempSync(join(tmpdir(), 'mbox-wd-')), [], { ...process.env, NOTIFY_SOCKET: s.path });
+    await waitUntil(async () => s.with('READY').length === 1, 20_000, 'READY=1');
+    await sleep(500);
+    expect(s.with('WATCHDOG')).toHaveLength(0);
+  });
+
   it('a running box announces READY, pings WATCHDOG=1 with its status, and says STOPPING on SIGTERM', async () => {
     sock = await listenNotifySocket();
     const s = sock;
@@ -40,7 +49,7 @@ describe('systemd watchdog', () => {
     process.env.NOTIFY_SOCKET = sock.path;
     let healthy = true;
     const wd = startWatchdog({
-      settings: { intervalMs: 100 },
+      settings: { watchdogIntervalMs: 100 },
       check: async () => {
         if (!healthy) throw new Error('store does not answer');
       },
@@ -66,7 +75,7 @@ describe('systemd watchdog', () => {
   it('a check that hangs counts as failed', async () => {
     sock = await listenNotifySocket();
     process.env.NOTIFY_SOCKET = sock.path;
-    const wd = startWatchdog({ settings: { intervalMs: 100 }, check: () => new Promise(() => {}), status: () => 'wedged', log: createLogger('silent') });
+    const wd = startWatchdog({ settings: { watchdogIntervalMs: 100 }, check: () => new Promise(() => {}), status: () => 'wedged', log: createLogger('silent') });
     try {
       await sleep(1000);
       expect(wd.pings).toBe(0);

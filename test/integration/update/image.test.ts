@@ -117,6 +117,9 @@ describe('systemd units', () => {
     expect((MAX_TRIAL_BOOTS + 1) * restartSec).toBeLessThan(interval);
     expect(u.get('ExecStart')).toBe('/usr/lib/mbox/mbox-launch /opt/mbox appliance --config /etc/mbox/box.json');
     expect(u.get('WatchdogSec')).toMatch(/^\d+s$/);
+    // The watchdog runs from READY=1 (appliance/watchdog.ts), not from the fork: a long recovery is not killed.
+    expect(u.get('Type')).toBe('notify');
+    expect(u.get('NotifyAccess')).toBe('all');
     expect(u.get('ReadWritePaths')?.split(' ').sort()).toEqual(['/opt/mbox', '/var/lib/mbox']);
     expect(u.get('ProtectSystem')).toBe('strict');
     expect(u.get('NoNewPrivileges')).toBe('yes');

@@ -48,11 +48,14 @@ export async function recoverOrphans(store: Store, quarantine: Quarantine, log: 
 }
 
 const CLEAN_MARKER = 'clean-stop';
+const STORE_ENTRIES: ReadonlySet<string> = new Set(['index', 'objects']);
 
 /** Whether the last run stopped cleanly; removes the marker so a crash from now on is noticed. */
 export async function consumeCleanMarker(dataDir: string): Promise<boolean> {
   const marker = join(dataDir, CLEAN_MARKER);
-  const fresh = (await readdir(dataDir)).length === 0;
+  // Never held a store: nothing to recover, whatever else lives there (config/, log/, the agent's
+  // identity, an ext4 lost+found — a box's data partition on its first boot).
+  const fresh = !(await readdir(dataDir)).some((name) => STORE_ENTRIES.has(name));
   try {
     await unlink(marker);
   } catch {

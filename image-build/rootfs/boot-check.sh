@@ -2,17 +2,20 @@
 # Boots a built disk image (made with --image --kernel) in qemu-system-aarch64 and answers a DICOM
 # C-ECHO from the host: the whole box — kernel, systemd units, data partition grown on first boot,
 # the launcher, the app in slot A — without hardware.
-#   boot-check.sh <mbox-*.img.zst | .img> [--grow-mib 1024] [--timeout 900] [--keep]
+#   boot-check.sh <mbox-*.img.zst | .img> [--grow-mib 1024] [--timeout 900] [--soak 90] [--keep]
+# After the first answer it keeps the box running --soak seconds (past the 60 s watchdog) and asks
+# again: the same service must answer, with no watchdog kill or restart in the journal.
 # Needs qemu-system-arm (qemu-system-aarch64), mtools, zstd, and dcmtk's echoscu. TCG emulation: slow.
 set -euo pipefail
 die() { echo "boot-check: $*" >&2; exit 1; }
 (($# >= 1)) || die "usage: boot-check.sh <image.img.zst | image.img> [--grow-mib N] [--timeout S] [--keep]"
-src=$1 grow=1024 timeout=900 keep=0
+src=$1 grow=1024 timeout=900 soak=90 keep=0
 shift
 while (($#)); do
   case $1 in
     --grow-mib) grow=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
+    --soak) soak=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     *) die "unknown argument '$1'" ;;
   esac
@@ -61,6 +64,17 @@ secs=$(($(date +%s) - t0))
 grep -aE 'mbox|growdata|Watchdog|watchdog' "$serial" | grep -av 'kernel:' | tail -n 25 || true
 ((ok)) || die "no C-ECHO answer within ${timeout} s"
 echo "boot-check: C-ECHO answered by the booted image after ${secs} s (emulated)"
+
+if ((soak > 0)); then
+  sleep "$soak"
+  TCP_NODELAY=1 timeout 20 echoscu -to 10 -aec MBOX 127.0.0.1 "$port" >/dev/null 2>&1 || die "no C-ECHO answer ${soak} s after the first one"
+  starts=$(grep -ac 'Started mbox.service' "$serial" || true)
+  if grep -aqE 'mbox.service: (Watchdog timeout|Main process exited|Failed with result)' "$serial" || ((starts != 1)); then
+    grep -aE 'mbox.service' "$serial" | tail -n 10 >&2
+    die "the service restarted during the ${soak} s soak (started ${starts} times)"
+  fi
+  echo "boot-check: still answering ${soak} s later (past WatchdogSec=60s), started once, no watchdog kill"
+fi
 
 kill "$qpid" 2>/dev/null || true
 wait "$qpid" 2>/dev/null || true

@@ -2,7 +2,9 @@
 # Smoke check of a built image: the arm64 Node in slot A runs `mbox --version` under qemu-user.
 #   smoke.sh <rootfs dir | *.rootfs.tar.zst> [--expect <version>]
 # 1. qemu-aarch64-static -L <rootfs> <rootfs>/opt/mbox/current/bin/node …/shared/cli/main.ts --version
-# 2. as root with binfmt for aarch64: chroot <rootfs> /usr/bin/mbox --version, i.e. the image's own
+# 2. the same Node loads the box's whole module graph (appliance/appliance.ts): --version alone
+#    would not notice a module the slot lacks, which only the service's start would hit.
+# 3. as root with binfmt for aarch64: chroot <rootfs> /usr/bin/mbox --version, i.e. the image's own
 #    /bin/sh, the launcher in --cli mode and the slot's Node, as an operator on the box would run it.
 set -euo pipefail
 
@@ -46,6 +48,13 @@ got=$(timeout 300 qemu-aarch64-static -L "$rootfs" "$slot/bin/node" "$slot/share
 ms=$((($(date +%s%N) - t0) / 1000000))
 [[ $got == "$expect" ]] || die "qemu-user: mbox --version printed '$got', expected '$expect'"
 echo "smoke: qemu-user: mbox --version = $got (${ms} ms)"
+
+t0=$(date +%s%N)
+loaded=$(timeout 600 qemu-aarch64-static -L "$rootfs" "$slot/bin/node" --input-type=module \
+  -e "const m = await import('$slot/appliance/appliance.ts'); console.log(typeof m.startAppliance)" 2>&1) ||
+  die "the box's code does not load under qemu-aarch64: $(grep -m 1 'Error' <<<"$loaded" || tail -n 3 <<<"$loaded")"
+[[ $loaded == function ]] || die "appliance/appliance.ts loaded but exports no startAppliance: $loaded"
+echo "smoke: qemu-user: the appliance's modules load ($((($(date +%s%N) - t0) / 1000000)) ms)"
 
 if [[ $(id -u) == 0 && -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]] && grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64; then
   t0=$(date +%s%N)

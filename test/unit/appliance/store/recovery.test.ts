@@ -1,4 +1,4 @@
-import { readFileSync, rmSync, writeFileSync, mkdtempSync, existsSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync, mkdirSync, mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -35,6 +35,14 @@ describe('recovery after an unclean stop', () => {
     // while running, there is no marker: a crash now is noticed at the next start
     expect(existsSync(join(dataDir, 'clean-stop'))).toBe(false);
     await b.close();
+  });
+
+  it("counts a box's first boot as clean: a data partition with config and lost+found but no store yet", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'rec-'));
+    for (const d of ['config', 'log', 'lost+found', 'agent']) mkdirSync(join(dataDir, d));
+    const s = await Store.open({ dataDir, quietTimeMs: 1000, log });
+    expect(s.cleanStart).toBe(true);
+    await s.close();
   });
 
   it('re-indexes stored files whose records were lost, and quarantines torn ones', async () => {

@@ -92,6 +92,7 @@ export interface TokenRecord {
 
 /** How the fleet talks MQTT, whether the broker is embedded aedes or an external mosquitto. */
 export interface FleetBus {
+  /** `undefined` sends the empty message, which clears a retained topic (a withdrawn offer). */
   publish(topic: string, payload: unknown, opts?: { retain?: boolean; qos?: 0 | 1 }): Promise<void>;
   /** Raw JSON payloads from devices, already routed by topic kind; the caller validates. */
   onDeviceMessage(handler: (deviceId: string, kind: 'status' | 'telemetry' | 'config/reported' | 'commands/res' | 'update/status', payload: unknown) => void): void;

@@ -34,11 +34,14 @@ export async function startCrlFile(opts: CrlFileOptions): Promise<CrlFile> {
   let running: Promise<void> | undefined;
   let again = false;
 
-  const writeOnce = async (): Promise<void> => {
+  const write = async (): Promise<void> => {
     const entries = opts.source.revokedSerials();
     await writeFileDurable(opts.path, await opts.pki.signCrl(entries), 0o644);
     writes++;
     log.info({ path: opts.path, entries: entries.length }, 'broker CRL written');
+  };
+  const writeOnce = async (): Promise<void> => {
+    await write();
     if (opts.reloadCommand) await reload(opts.reloadCommand);
   };
   // Changes arriving during a write coalesce into one more write after it.
@@ -60,8 +63,12 @@ export async function startCrlFile(opts: CrlFileOptions): Promise<CrlFile> {
     return running;
   };
 
-  // A CRL that cannot be written at start is a setup error: the broker would keep admitting revoked boxes.
-  await writeOnce();
+  // A CRL that cannot be written at start is a setup error: the broker would keep admitting revoked
+  // boxes. A reload that fails then is not: a broker that is not up yet reads the file when it starts.
+  await write();
+  if (opts.reloadCommand) {
+    await reload(opts.reloadCommand).catch((err: unknown) => log.error({ err }, 'broker reload after the start-up CRL write failed; the broker reads the file when it next (re)starts'));
+  }
   opts.source.onCertificatesChanged(() => {
     if (!closed) refresh().catch((err: unknown) => log.error({ err, path: opts.path }, 'broker CRL update failed; revoked certificates may still connect'));
   });

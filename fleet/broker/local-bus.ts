@@ -24,7 +24,7 @@ export async function attachLocalBus(aedes: Aedes, log: Logger): Promise<Connect
       if (closed) throw new Error('fleet bus: closed');
       await new Promise<void>((resolve, reject) => {
         aedes.publish(
-          { cmd: 'publish', topic, payload: Buffer.from(JSON.stringify(payload)), qos: opts?.qos ?? 1, retain: opts?.retain ?? false, dup: false },
+          { cmd: 'publish', topic, payload: encode(payload), qos: opts?.qos ?? 1, retain: opts?.retain ?? false, dup: false },
           (err) => (err ? reject(new Error(`fleet bus: publish to ${topic} failed: ${err.message}`)) : resolve()),
         );
       });
@@ -42,4 +42,9 @@ export async function attachLocalBus(aedes: Aedes, log: Logger): Promise<Connect
     },
     stats: () => ({ ...router.stats }),
   };
+}
+
+/** As over mqtt.js (./bus.ts): undefined is the empty message, which clears a retained topic (a withdrawn offer). */
+function encode(payload: unknown): Buffer {
+  return payload === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(payload));
 }

@@ -123,4 +123,22 @@ describe('embedded broker', () => {
     expect(broker.stats().refusals.publish).toBe(before + 1);
     expect(c.connected).toBe(true);
   });
+
+  it("the fleet's in-process bus publishes retained offers, and undefined withdraws them", async () => {
+    const a = newDevice();
+    const topic = topics.updateOffer(a.id);
+    await broker.bus.publish(topic, { version: '1.2.0' }, { retain: true, qos: 1 });
+    const retainedOn = async (): Promise<string[]> => {
+      const c = await open(a, a.id, { clean: true });
+      const got: string[] = [];
+      c.on('message', (t, payload) => t === topic && got.push(payload.toString()));
+      await c.subscribeAsync(topic, { qos: 1 });
+      await new Promise((r) => setTimeout(r, 300));
+      await c.endAsync(true);
+      return got;
+    };
+    expect(await retainedOn()).toEqual(['{"version":"1.2.0"}']);
+    await broker.bus.publish(topic, undefined, { retain: true, qos: 1 });
+    expect(await retainedOn()).toEqual([]);
+  });
 });

@@ -73,9 +73,18 @@ describe('startCrlFile', () => {
     }
   });
 
-  it('refuses to start when the CRL cannot be written, and reports a failing reload command', async () => {
-    const source = { revokedSerials: () => [], onCertificatesChanged: () => undefined };
+  it('refuses to start when the CRL cannot be written; a failing reload is reported, not fatal at start', async () => {
+    let notify: (() => void) | undefined;
+    const source = { revokedSerials: () => [], onCertificatesChanged: (l: () => void) => void (notify = l) };
     await expect(startCrlFile({ path: join(dir, 'missing-dir', 'crl.pem'), pki, source, log })).rejects.toThrow(/ENOENT/);
-    await expect(startCrlFile({ path: join(dir, 'crl.pem'), reloadCommand: 'echo no such broker >&2; exit 3', pki, source, log })).rejects.toThrow(/reload command failed.*no such broker/);
+    const file = await startCrlFile({ path: join(dir, 'crl.pem'), reloadCommand: 'echo no such broker >&2; exit 3', pki, source, log });
+    try {
+      expect(file.writes).toBe(1);
+      expect(notify).toBeDefined();
+      await expect(file.refresh()).rejects.toThrow(/reload command failed.*no such broker/);
+      expect(file.writes).toBe(2);
+    } finally {
+      await file.close();
+    }
   });
 });
